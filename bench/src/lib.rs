@@ -1,0 +1,1 @@
+//! Benchmarks and load generators (filled in by the bench task).

@@ -1,0 +1,1 @@
+//! Scenario tests of the DHCP core on virtual time.

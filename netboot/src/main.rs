@@ -1,0 +1,2 @@
+//! `netbootd` (filled in by the driver task).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Prometheus exporter (filled in by the driver task).

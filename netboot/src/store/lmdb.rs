@@ -1,0 +1,1 @@
+//! LMDB implementation of the lease store (filled in by the store task).
