@@ -1,1 +1,7 @@
-//! Benchmarks and load generators (filled in by the bench task).
+//! Benchmarks and load generators for `netbootd`.
+//!
+//! - [`dhcp_load`]: the DHCPv4 DORA load generator behind the `dhcp-load` binary, which
+//!   `bench/dhcp-compare.sh` runs against netbootd, ISC Kea and dnsmasq side by side.
+#![forbid(unsafe_code)]
+
+pub mod dhcp_load;

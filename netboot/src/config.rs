@@ -1,17 +1,167 @@
 //! The `netbootd` configuration file (TOML).
 //!
-//! Two layers: raw serde types mirroring the file (`deny_unknown_fields`) and the validated types
-//! below, built with `TryFrom`, which are all the rest of the daemon ever sees.
+//! Two layers: raw serde types mirroring the file ([`raw`], `deny_unknown_fields`) and the
+//! validated types below, built with `TryFrom`, which are all the rest of the daemon ever sees.
+//! [`Config::load`] and [`Config::from_toml_str`] do both steps and return a [`ConfigError`]
+//! naming the file, the line, the key path (`subnet[0].range`,
+//! `machine[3] (52:54:00:00:00:01).ip`) and what to do about it.
 //!
-//! CONTRACT (filled in by the config task): `Config::load(path)` and `Config::from_toml_str(s)`
-//! return a [`ConfigError`] naming the key and the problem.
+//! Every section is optional. With no `[[interface]]` no DHCP runs on raw sockets (relayed
+//! requests are still answered for the configured subnets). The commented example in
+//! `deploy/examples/netbootd.toml` documents every key; [`raw`] documents defaults and units.
+//! Durations are humantime strings (`"90s"`, `"10m"`, `"1h"`) or integer seconds.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 
 use ims_proto::MacAddr;
 use ipnet::Ipv4Net;
+
+pub mod raw;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use validate::is_valid_hostname;
+
+/// Default `data_dir`.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/netbootd";
+/// Default `metrics_listen`.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+/// Default `[dhcp] offer_timeout`, in seconds.
+pub const DEFAULT_OFFER_TIMEOUT: u64 = 60;
+/// Default `[dhcp] decline_quarantine`, in seconds.
+pub const DEFAULT_DECLINE_QUARANTINE: u64 = 600;
+/// Default `[dhcp] unknown_log_per_minute`.
+pub const DEFAULT_UNKNOWN_LOG_PER_MINUTE: u32 = 10;
+/// Default `[dhcp] max_batch`.
+pub const DEFAULT_MAX_BATCH: usize = 1024;
+/// Default `[[subnet]] lease_time`, in seconds.
+pub const DEFAULT_LEASE_TIME: u32 = 3600;
+/// Shortest accepted `lease_time`, in seconds.
+pub const MIN_LEASE_TIME: u32 = 60;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}: check the --config path", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML, a value of the wrong type, a missing or an unknown key. `message` is
+    /// toml's, with the line, column and offending line.
+    #[error("{file}: {message}")]
+    Parse {
+        /// The file (`config` when parsed from a string).
+        file: String,
+        /// toml's message.
+        message: String,
+    },
+    /// A well-formed value the daemon cannot accept.
+    #[error("{file}{}: {key} {problem}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        /// The file (`config` when parsed from a string).
+        file: String,
+        /// 1-based line of the table (or key) at fault, when known.
+        line: Option<usize>,
+        /// Key path, such as `subnet[0].range` or `machine[3] (52:54:00:00:00:01).ip`.
+        key: String,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+}
+
+impl ConfigError {
+    /// The key path of an [`ConfigError::Invalid`] error.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Self::Invalid { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// A validation failure before the file name and line are known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    pub(crate) key: String,
+    pub(crate) problem: String,
+    /// Byte range in the file of the table or value at fault.
+    pub(crate) span: Option<Range<usize>>,
+}
+
+impl Invalid {
+    fn into_error(self, file: &str, input: Option<&str>) -> ConfigError {
+        let line = match (self.span, input) {
+            (Some(span), Some(input)) => Some(line_of(input, span.start)),
+            _ => None,
+        };
+        ConfigError::Invalid {
+            file: file.to_owned(),
+            line,
+            key: self.key,
+            problem: self.problem,
+        }
+    }
+}
+
+/// 1-based line of byte offset `at` in `input`.
+fn line_of(input: &str, at: usize) -> usize {
+    let at = at.min(input.len());
+    input.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// File name used in errors for configurations parsed from a string.
+const STRING_SOURCE: &str = "config";
+
+impl Config {
+    /// Read, parse and validate the file at `path`.
+    ///
+    /// # Errors
+    /// When the file cannot be read, is not valid TOML for this schema, or fails validation;
+    /// the error names the file, line and key.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse and validate a configuration held in a string.
+    ///
+    /// # Errors
+    /// As [`Config::load`], with the file called `config`.
+    pub fn from_toml_str(s: &str) -> Result<Self, ConfigError> {
+        Self::parse(s, STRING_SOURCE)
+    }
+
+    fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        validate::validate(raw).map_err(|e| e.into_error(file, Some(text)))
+    }
+}
+
+impl TryFrom<raw::RawConfig> for Config {
+    type Error = ConfigError;
+
+    /// Validate raw file contents (without a file name or line numbers in errors).
+    fn try_from(raw: raw::RawConfig) -> Result<Self, Self::Error> {
+        validate::validate(raw).map_err(|e| e.into_error(STRING_SOURCE, None))
+    }
+}
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,8 +282,28 @@ pub struct DhcpDriverConfig {
     pub max_batch: usize,
 }
 
+impl Default for Config {
+    /// What an empty file gives: no interfaces, subnets or machines, and every default.
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
+            log_format: LogFormat::Text,
+            dhcp: DhcpConfig {
+                offer_timeout: DEFAULT_OFFER_TIMEOUT,
+                decline_quarantine: DEFAULT_DECLINE_QUARANTINE,
+                unknown_log_per_minute: DEFAULT_UNKNOWN_LOG_PER_MINUTE,
+                ..DhcpConfig::default()
+            },
+            dhcp_driver: DhcpDriverConfig::default(),
+        }
+    }
+}
+
 impl Default for DhcpDriverConfig {
     fn default() -> Self {
-        Self { max_batch: 1024 }
+        Self {
+            max_batch: DEFAULT_MAX_BATCH,
+        }
     }
 }

@@ -1,1 +1,396 @@
-//! Prometheus exporter (filled in by the driver task).
+//! The Prometheus exporter: `GET /metrics` (text exposition format) and `GET /healthz`.
+//!
+//! Cores keep plain counters ([`crate::dhcp::Stats`]); drivers copy them here with
+//! [`publish_dhcp_stats`] (absolute values, once per loop iteration) and record what only a
+//! driver sees (commit latency, batch sizes, failures, send errors) directly. Everything goes
+//! through the `metrics` facade into one process-wide Prometheus recorder installed by
+//! [`install`]; when no recorder is installed (no `metrics_listen`), recording is a no-op.
+//!
+//! Metric names are a public interface (dashboards and tests rely on them):
+//!
+//! | name | type | labels |
+//! | --- | --- | --- |
+//! | `netbootd_dhcp_received_total` | counter | `interface` (name or `relay`), `type` |
+//! | `netbootd_dhcp_replies_total` | counter | `type` |
+//! | `netbootd_dhcp_dropped_total` | counter | `reason` (every reason, from 0) |
+//! | `netbootd_dhcp_active_leases` | gauge | |
+//! | `netbootd_dhcp_pool_size` | gauge | `subnet` |
+//! | `netbootd_dhcp_pool_used` | gauge | `subnet` |
+//! | `netbootd_dhcp_pool_utilisation_ratio` | gauge | `subnet` |
+//! | `netbootd_dhcp_lease_commit_seconds` | histogram | |
+//! | `netbootd_dhcp_commit_batch_size` | histogram | |
+//! | `netbootd_dhcp_commit_failures_total` | counter | |
+//! | `netbootd_dhcp_send_errors_total` | counter | `interface` |
+//! | `netbootd_build_info` | gauge (1) | `version` |
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::dhcp::server::PoolUsage;
+use crate::dhcp::{DropReason, IngressLabel, Stats};
+
+/// Requests received, by interface and message type.
+pub const RECEIVED: &str = "netbootd_dhcp_received_total";
+/// Replies sent (queued by the core), by message type.
+pub const REPLIES: &str = "netbootd_dhcp_replies_total";
+/// Requests dropped, by reason.
+pub const DROPPED: &str = "netbootd_dhcp_dropped_total";
+/// Leases bound now.
+pub const ACTIVE_LEASES: &str = "netbootd_dhcp_active_leases";
+/// Dynamic addresses per subnet.
+pub const POOL_SIZE: &str = "netbootd_dhcp_pool_size";
+/// Dynamic addresses in use per subnet.
+pub const POOL_USED: &str = "netbootd_dhcp_pool_used";
+/// `used / size` per subnet.
+pub const POOL_UTILISATION: &str = "netbootd_dhcp_pool_utilisation_ratio";
+/// Time to commit one group of lease writes durably.
+pub const COMMIT_SECONDS: &str = "netbootd_dhcp_lease_commit_seconds";
+/// Store operations per commit.
+pub const COMMIT_BATCH_SIZE: &str = "netbootd_dhcp_commit_batch_size";
+/// Commits that failed (their replies were not sent).
+pub const COMMIT_FAILURES: &str = "netbootd_dhcp_commit_failures_total";
+/// Replies that could not be transmitted, by interface.
+pub const SEND_ERRORS: &str = "netbootd_dhcp_send_errors_total";
+/// Always 1; the `version` label carries the build.
+pub const BUILD_INFO: &str = "netbootd_build_info";
+
+/// Buckets of [`COMMIT_SECONDS`]: from 100 µs (page cache, no fsync) to 2.5 s (a stalled disk).
+const COMMIT_SECONDS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+/// Buckets of [`COMMIT_BATCH_SIZE`]: powers of two up to a storm's worth.
+const COMMIT_BATCH_SIZE_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0,
+];
+
+/// How often histograms are drained into their buckets when nobody scrapes.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why the exporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The recorder could not be built.
+    #[error("building the Prometheus recorder: {0}")]
+    Build(#[from] metrics_exporter_prometheus::BuildError),
+    /// Another metrics recorder is already installed in this process.
+    #[error("another metrics recorder is already installed in this process")]
+    RecorderTaken,
+    /// The listen address could not be bound.
+    #[error(
+        "metrics listener {addr}: {source}; change metrics_listen in the config (or free the port)"
+    )]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+    /// The HTTP server failed while running.
+    #[error("metrics listener {addr}: {source}")]
+    Serve {
+        /// The configured address.
+        addr: SocketAddr,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+}
+
+static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+
+/// Install the process-wide Prometheus recorder (once; later calls return the same handle),
+/// describe every metric, export every drop reason at 0 and set `netbootd_build_info`.
+///
+/// # Errors
+/// When another recorder was installed first, or the recorder cannot be built.
+pub fn install() -> Result<PrometheusHandle, MetricsError> {
+    let mut slot = HANDLE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(handle) = slot.as_ref() {
+        return Ok(handle.clone());
+    }
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(COMMIT_SECONDS.into()), COMMIT_SECONDS_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(COMMIT_BATCH_SIZE.into()),
+            COMMIT_BATCH_SIZE_BUCKETS,
+        )?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|_| MetricsError::RecorderTaken)?;
+    describe();
+    *slot = Some(handle.clone());
+    Ok(handle)
+}
+
+/// Help texts, and the series that must exist from the start.
+fn describe() {
+    describe_counter!(
+        RECEIVED,
+        "DHCP messages received, by interface (or relay) and type"
+    );
+    describe_counter!(REPLIES, "DHCP replies sent, by type");
+    describe_counter!(DROPPED, "DHCP packets dropped without a reply, by reason");
+    describe_gauge!(ACTIVE_LEASES, "Leases currently bound");
+    describe_gauge!(POOL_SIZE, "Dynamic addresses in the subnet's range");
+    describe_gauge!(
+        POOL_USED,
+        "Dynamic addresses in use (bound, offered or declined)"
+    );
+    describe_gauge!(
+        POOL_UTILISATION,
+        "Used / size of the subnet's dynamic range"
+    );
+    describe_histogram!(
+        COMMIT_SECONDS,
+        Unit::Seconds,
+        "Time to commit one group of lease writes durably (one fsync)"
+    );
+    describe_histogram!(COMMIT_BATCH_SIZE, "Store operations per lease commit");
+    describe_counter!(
+        COMMIT_FAILURES,
+        "Lease commits that failed; their ACKs were not sent"
+    );
+    describe_counter!(
+        SEND_ERRORS,
+        "Replies that could not be transmitted, by interface"
+    );
+    describe_gauge!(BUILD_INFO, "Build information; always 1");
+    for reason in DropReason::ALL {
+        counter!(DROPPED, "reason" => reason.as_str()).absolute(0);
+    }
+    counter!(COMMIT_FAILURES).absolute(0);
+    gauge!(ACTIVE_LEASES).set(0.0);
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+/// Copy the DHCP core's counters (absolute values; cheap enough once per loop iteration).
+pub fn publish_dhcp_stats(stats: &Stats) {
+    for ((ingress, message_type), n) in &stats.received {
+        let interface = match ingress {
+            IngressLabel::Interface(name) => name.clone(),
+            IngressLabel::Relay => "relay".to_owned(),
+        };
+        counter!(RECEIVED, "interface" => interface, "type" => message_type.as_str()).absolute(*n);
+    }
+    for (message_type, n) in &stats.replies {
+        counter!(REPLIES, "type" => message_type.as_str()).absolute(*n);
+    }
+    for (reason, n) in &stats.drops {
+        counter!(DROPPED, "reason" => reason.as_str()).absolute(*n);
+    }
+}
+
+/// Set the lease and pool gauges.
+pub fn publish_dhcp_gauges(active_leases: usize, pools: &[PoolUsage]) {
+    gauge!(ACTIVE_LEASES).set(active_leases as f64);
+    for pool in pools {
+        let subnet = pool.subnet.to_string();
+        let ratio = if pool.size == 0 {
+            0.0
+        } else {
+            pool.used as f64 / pool.size as f64
+        };
+        gauge!(POOL_SIZE, "subnet" => subnet.clone()).set(pool.size as f64);
+        gauge!(POOL_USED, "subnet" => subnet.clone()).set(pool.used as f64);
+        gauge!(POOL_UTILISATION, "subnet" => subnet).set(ratio);
+    }
+}
+
+/// Record one successful lease commit of `ops` store operations that took `elapsed`.
+pub fn record_commit(elapsed: Duration, ops: usize) {
+    histogram!(COMMIT_SECONDS).record(elapsed.as_secs_f64());
+    histogram!(COMMIT_BATCH_SIZE).record(ops as f64);
+}
+
+/// Record a failed lease commit.
+pub fn record_commit_failure() {
+    counter!(COMMIT_FAILURES).increment(1);
+}
+
+/// Record a reply that could not be sent on `interface` (a name, or `relay`).
+pub fn record_send_error(interface: &str) {
+    counter!(SEND_ERRORS, "interface" => interface.to_owned()).increment(1);
+}
+
+/// The exporter's routes: `GET /metrics` and `GET /healthz`.
+pub fn router(handle: PrometheusHandle) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let handle = handle.clone();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        handle.render(),
+                    )
+                        .into_response()
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+}
+
+/// Bind `addr` and return the server future: it serves [`router`] until `shutdown` completes,
+/// and runs the recorder's upkeep meanwhile. Binding happens here, so a busy port is reported at
+/// startup rather than when the future is first polled.
+///
+/// # Errors
+/// [`MetricsError::Bind`] when `addr` cannot be bound.
+pub async fn bind(
+    addr: SocketAddr,
+    handle: PrometheusHandle,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, impl Future<Output = Result<(), MetricsError>>), MetricsError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| MetricsError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| MetricsError::Bind { addr, source })?;
+    let upkeep = handle.clone();
+    let serve = async move {
+        let upkeep_task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
+        let result = axum::serve(listener, router(handle))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|source| MetricsError::Serve { addr, source });
+        upkeep_task.abort();
+        result
+    };
+    Ok((local, serve))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, TcpStream};
+
+    use ipnet::Ipv4Net;
+
+    use super::*;
+    use crate::dhcp::MessageType;
+
+    fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        out
+    }
+
+    #[test]
+    fn serves_every_metric_name_and_healthz() {
+        let handle = install().expect("install");
+        assert!(install().is_ok(), "install is idempotent");
+
+        let mut stats = Stats::default();
+        stats.received.insert(
+            (
+                IngressLabel::Interface("eth9".into()),
+                MessageType::Discover,
+            ),
+            7,
+        );
+        stats
+            .received
+            .insert((IngressLabel::Relay, MessageType::Request), 3);
+        stats.replies.insert(MessageType::Offer, 5);
+        stats.drops.insert(DropReason::UnknownClient, 2);
+        publish_dhcp_stats(&stats);
+        publish_dhcp_gauges(
+            4,
+            &[PoolUsage {
+                subnet: Ipv4Net::new(Ipv4Addr::new(10, 1, 0, 0), 24).expect("net"),
+                size: 100,
+                used: 25,
+            }],
+        );
+        record_commit(Duration::from_millis(2), 17);
+        record_commit_failure();
+        record_send_error("eth9");
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr, serve) = rt
+            .block_on(bind(
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                handle,
+                async move {
+                    let _ = rx.await;
+                },
+            ))
+            .expect("bind");
+        let server = std::thread::spawn(move || rt.block_on(serve));
+
+        let health = get(addr, "/healthz");
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+        assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
+
+        let body = get(addr, "/metrics");
+        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+        for line in [
+            "netbootd_dhcp_received_total{interface=\"eth9\",type=\"discover\"} 7",
+            "netbootd_dhcp_received_total{interface=\"relay\",type=\"request\"} 3",
+            "netbootd_dhcp_replies_total{type=\"offer\"} 5",
+            "netbootd_dhcp_dropped_total{reason=\"unknown_mac\"} 2",
+            "netbootd_dhcp_dropped_total{reason=\"pool_exhausted\"} 0",
+            "netbootd_dhcp_dropped_total{reason=\"quarantined\"} 0",
+            "netbootd_dhcp_active_leases 4",
+            "netbootd_dhcp_pool_size{subnet=\"10.1.0.0/24\"} 100",
+            "netbootd_dhcp_pool_used{subnet=\"10.1.0.0/24\"} 25",
+            "netbootd_dhcp_pool_utilisation_ratio{subnet=\"10.1.0.0/24\"} 0.25",
+            "netbootd_dhcp_lease_commit_seconds_bucket{le=\"0.0025\"} 1",
+            "netbootd_dhcp_lease_commit_seconds_count 1",
+            "netbootd_dhcp_commit_batch_size_bucket{le=\"32\"} 1",
+            "netbootd_dhcp_commit_batch_size_bucket{le=\"16\"} 0",
+            "netbootd_dhcp_commit_failures_total 1",
+            "netbootd_dhcp_send_errors_total{interface=\"eth9\"} 1",
+        ] {
+            assert!(
+                body.lines().any(|l| l == line),
+                "missing {line:?} in\n{body}"
+            );
+        }
+        let version = format!(
+            "netbootd_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(body.lines().any(|l| l == version), "{body}");
+
+        let missing = get(addr, "/nope");
+        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+
+        tx.send(()).expect("shutdown");
+        server.join().expect("join").expect("serve");
+    }
+}

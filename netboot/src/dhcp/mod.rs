@@ -24,7 +24,7 @@ use ims_proto::MacAddr;
 
 pub use lease::{Lease, LeaseState, UnixTime};
 pub use server::Server;
-pub use stats::{DropReason, Stats};
+pub use stats::{DropReason, IngressLabel, Stats};
 pub use wire::MessageType;
 
 /// Index of a configured `[[interface]]` (its position in the config), not a kernel ifindex.
@@ -60,6 +60,10 @@ pub enum Destination {
     },
     /// A UDP datagram from port 67 to the relay agent at `giaddr`, port 67.
     Relay(SocketAddrV4),
+    /// A UDP datagram from port 67 to a client behind a router, at `ciaddr`, port 68: a relayed
+    /// client renewing its lease by unicast (RENEWING state), whose request reached us without
+    /// `giaddr`.
+    Unicast(SocketAddrV4),
 }
 
 /// An encoded DHCP reply and where it goes.

@@ -94,6 +94,19 @@ pub struct Stats {
 impl Stats {
     /// Count a drop.
     pub fn drop_packet(&mut self, reason: DropReason) {
-        *self.drops.entry(reason).or_default() += 1;
+        let n = self.drops.entry(reason).or_default();
+        *n = n.saturating_add(1);
+    }
+
+    /// Count a well-formed message received.
+    pub fn count_received(&mut self, ingress: IngressLabel, message_type: MessageType) {
+        let n = self.received.entry((ingress, message_type)).or_default();
+        *n = n.saturating_add(1);
+    }
+
+    /// Count a reply queued.
+    pub fn count_reply(&mut self, message_type: MessageType) {
+        let n = self.replies.entry(message_type).or_default();
+        *n = n.saturating_add(1);
     }
 }

@@ -1,1 +1,13 @@
-//! Drivers: the only code that touches the OS (filled in by the driver task).
+//! Drivers: the only code that touches the OS, and the only place `unsafe` is allowed.
+//!
+//! Drivers are thin: read from a socket, hand the bytes to a sans-IO core with the current time
+//! (`core.handle_*(now, …)`), drain the core's commands (`poll_command`) and execute them in
+//! order, re-arm the timer from `poll_timeout`. Protocol decisions never live here.
+//!
+//! - [`raw_socket`]: AF_PACKET sockets with a kernel BPF filter, one per served interface.
+//! - [`udp`]: the UDP port 67 socket for requests forwarded by relay agents.
+//! - [`dhcp_driver`]: the DHCP loop, with group commit of leases before their ACKs go out.
+pub mod dhcp_driver;
+pub(crate) mod lmdb_env;
+pub mod raw_socket;
+pub mod udp;

@@ -1,8 +1,14 @@
 //! The edge store: a journal of leases (and discovered machines) the DHCP core is authoritative
 //! for. Loaded once at start; afterwards fed by the core's `Persist`/`Remove` commands.
 //!
-//! CONTRACT (filled in by the store task): `lmdb::LmdbStore` and `memory::MemoryStore` implement
-//! [`LeaseStore`]; `commit` applies a batch in one transaction and returns only once it is durable.
+//! Two implementations of [`LeaseStore`]:
+//! - [`lmdb::LmdbStore`]: the daemon's store, an LMDB environment in `data_dir`. `commit` applies
+//!   a batch in one write transaction and returns only once it is durable (LMDB's default sync),
+//!   so the driver can group many leases into one fsync and still persist before it promises.
+//! - [`memory::MemoryStore`]: the same behaviour in `BTreeMap`s, for tests and benches.
+//!
+//! Records carry a format-version byte and the store a schema version, so a newer `netbootd` can
+//! read what an older one wrote and an older one refuses a store it does not understand.
 
 use std::net::Ipv4Addr;
 
@@ -42,6 +48,34 @@ pub enum StoreError {
         key: String,
         /// What was wrong.
         reason: String,
+    },
+    /// The store was written by a newer `netbootd` with a schema this build does not understand.
+    #[error(
+        "lease store {path} has schema version {found}, newer than the {supported} this netbootd \
+         supports: run the newer netbootd, or point data_dir at another directory"
+    )]
+    NewerSchema {
+        /// Store directory.
+        path: String,
+        /// Schema version found in the store.
+        found: u32,
+        /// Highest schema version this build supports.
+        supported: u32,
+    },
+    /// `commit` on a store opened with `open_read_only`.
+    #[error("lease store {path} is open read-only: only the running netbootd writes leases")]
+    ReadOnly {
+        /// Store directory.
+        path: String,
+    },
+    /// Another process (normally a running `netbootd`) has the store open for writing.
+    #[error(
+        "lease store {path} is in use by another netbootd process: stop it first, or give this \
+         one another data_dir"
+    )]
+    Locked {
+        /// Store directory.
+        path: String,
     },
     /// The store directory could not be created or accessed.
     #[error("lease store directory {path}: {source}")]

@@ -1,0 +1,184 @@
+//! Raw serde types mirroring the TOML file, key for key. Unknown keys are refused
+//! (`deny_unknown_fields`); syntax and type errors carry toml's line and column. Nothing here is
+//! checked beyond its type: [`super::Config`]'s `TryFrom` does that.
+//!
+//! Each array-of-tables entry is [`Spanned`] so validation errors can name its line.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Directory of the LMDB store (default `/var/lib/netbootd`).
+    pub data_dir: Option<String>,
+    /// `host:port` of the metrics listener (default `127.0.0.1:9464`); `""` or `"off"` disables it.
+    pub metrics_listen: Option<String>,
+    /// `"text"` (default) or `"json"`.
+    pub log_format: Option<RawLogFormat>,
+    /// `[dhcp]` tuning.
+    pub dhcp: Option<RawDhcp>,
+    /// `[[interface]]` entries.
+    #[serde(default)]
+    pub interface: Vec<Spanned<RawInterface>>,
+    /// `[[subnet]]` entries.
+    #[serde(default)]
+    pub subnet: Vec<Spanned<RawSubnet>>,
+    /// `[[boot_profile]]` entries.
+    #[serde(default)]
+    pub boot_profile: Vec<Spanned<RawBootProfile>>,
+    /// `[[machine]]` entries.
+    #[serde(default)]
+    pub machine: Vec<Spanned<RawMachine>>,
+}
+
+/// `log_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawLogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[dhcp]`: all keys optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDhcp {
+    /// How long an offered address stays reserved (default 60 s).
+    pub offer_timeout: Option<RawDuration>,
+    /// How long a declined address is quarantined (default 10 min).
+    pub decline_quarantine: Option<RawDuration>,
+    /// Rate limit of "unknown MAC" log lines (default 10 per minute).
+    pub unknown_log_per_minute: Option<u32>,
+    /// Most lease writes grouped into one commit (default 1024).
+    pub max_batch: Option<usize>,
+}
+
+/// `[[interface]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInterface {
+    /// Kernel interface name.
+    pub name: String,
+    /// Our IPv4 address on it.
+    pub address: Ipv4Addr,
+}
+
+/// `[[subnet]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSubnet {
+    /// Network in CIDR notation, such as `10.77.0.0/24`.
+    pub cidr: String,
+    /// Default gateway.
+    pub router: Option<Ipv4Addr>,
+    /// DNS servers.
+    #[serde(default)]
+    pub dns: Vec<Ipv4Addr>,
+    /// Domain name.
+    pub domain: Option<String>,
+    /// Lease time (default 1 h, at least 60 s).
+    pub lease_time: Option<RawDuration>,
+    /// Dynamic range `[first, last]`, inclusive.
+    pub range: Option<[Ipv4Addr; 2]>,
+    /// Addresses (`"10.77.0.150"`) or inclusive ranges (`"10.77.0.160-10.77.0.170"`) never handed
+    /// out dynamically.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Discovery mode: answer unknown MACs from the range, without a boot file.
+    #[serde(default)]
+    pub allow_unknown: bool,
+    /// Boot profile of machines that name none.
+    pub boot_profile: Option<String>,
+    /// TFTP server when not this daemon.
+    pub next_server: Option<Ipv4Addr>,
+}
+
+/// `[[boot_profile]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBootProfile {
+    /// Profile name, referenced by subnets and machines.
+    pub name: String,
+    /// Legacy BIOS PXE boot file.
+    pub bios: Option<String>,
+    /// UEFI x64 PXE boot file.
+    pub uefi_x64: Option<String>,
+    /// UEFI arm64 PXE boot file.
+    pub uefi_arm64: Option<String>,
+    /// UEFI HTTP boot URL.
+    pub http: Option<String>,
+    /// UEFI arm64 HTTP boot URL.
+    pub http_arm64: Option<String>,
+    /// What iPXE gets: the next stage, usually a script URL.
+    pub ipxe_script: Option<String>,
+}
+
+/// `[[machine]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMachine {
+    /// Hardware address, such as `52:54:00:00:00:01`.
+    pub mac: String,
+    /// Reserved address; omitted for the dynamic range.
+    pub ip: Option<Ipv4Addr>,
+    /// Hostname handed to the machine.
+    pub hostname: String,
+    /// Boot profile overriding the subnet's.
+    pub boot_profile: Option<String>,
+    /// Whether the machine gets a boot file (default true).
+    pub netboot: Option<bool>,
+}
+
+/// A duration: a humantime string (`"90s"`, `"10m"`, `"1h 30m"`) or integer seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DurationVisitor)
+    }
+}
+
+struct DurationVisitor;
+
+impl Visitor<'_> for DurationVisitor {
+    type Value = RawDuration;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration such as \"90s\", \"10m\", \"1h\", or whole seconds")
+    }
+
+    fn visit_u64<E: de::Error>(self, secs: u64) -> Result<RawDuration, E> {
+        Ok(RawDuration(Duration::from_secs(secs)))
+    }
+
+    fn visit_i64<E: de::Error>(self, secs: i64) -> Result<RawDuration, E> {
+        u64::try_from(secs)
+            .map(|secs| RawDuration(Duration::from_secs(secs)))
+            .map_err(|_| {
+                E::custom(format!(
+                    "negative duration {secs}: give a number of seconds ≥ 0"
+                ))
+            })
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<RawDuration, E> {
+        humantime::parse_duration(s.trim())
+            .map(RawDuration)
+            .map_err(|e| {
+                E::custom(format!(
+                    "invalid duration {s:?} ({e}): use a form such as \"90s\", \"10m\", \"1h\", \
+                     or whole seconds"
+                ))
+            })
+    }
+}
