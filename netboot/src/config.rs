@@ -117,7 +117,11 @@ impl Invalid {
 /// 1-based line of byte offset `at` in `input`.
 fn line_of(input: &str, at: usize) -> usize {
     let at = at.min(input.len());
-    input.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1
+    input.as_bytes()[..at]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// File name used in errors for configurations parsed from a string.

@@ -102,6 +102,8 @@ pub struct Generator {
     counters: Counters,
     latencies: Vec<Duration>,
     last_finish: Option<Instant>,
+    /// When the last DORA so far started, and how many had completed by then.
+    last_start: Option<(Instant, u64)>,
 }
 
 impl Generator {
@@ -137,6 +139,7 @@ impl Generator {
             counters: Counters::default(),
             latencies: Vec::with_capacity(usize::try_from(config.count).unwrap_or(0).min(1 << 24)),
             last_finish: None,
+            last_start: None,
             config,
         })
     }
@@ -155,6 +158,7 @@ impl Generator {
         let xid = self.config.xid_base.wrapping_add(self.started as u32);
         self.started += 1;
         self.busy[mac_index] = true;
+        self.last_start = Some((now, self.counters.completed));
         let token = self.token();
         self.outstanding.insert(
             xid,
@@ -287,7 +291,10 @@ impl Generator {
     }
 
     /// The figures so far. Exchanges still outstanding count as unfinished; the run's length
-    /// is from the start to the last finished exchange when done, else to `now`.
+    /// is from the start to the last finished exchange when done, else to `now`. The sustained
+    /// rate counts only the DORAs completed while new ones were still being started, over that
+    /// window, so the drain at the end (a few stragglers waiting out a retransmission timeout)
+    /// does not dilute it.
     pub fn report(&self, now: Instant) -> Report {
         let end = match self.last_finish {
             Some(t) if self.is_done() => t,
@@ -300,7 +307,12 @@ impl Generator {
         let sustained = self
             .last_start
             .map(|(at, completed)| (at.saturating_duration_since(self.origin), completed));
-        Report::new(counters, end.saturating_duration_since(self.origin), sustained, &self.latencies)
+        Report::new(
+            counters,
+            end.saturating_duration_since(self.origin),
+            sustained,
+            &self.latencies,
+        )
     }
 
     fn startable(&self) -> Option<usize> {

@@ -108,6 +108,7 @@ fn full_dora_for_every_client_with_mac_reuse() {
     );
     assert_eq!(c.acked_macs, 2);
     assert_eq!(r.latency.max_ms, 2.0, "DISCOVER at now, ACK at now + 2 ms");
+    assert!(r.sustained_dora_per_s > 0.0);
 }
 
 #[test]
@@ -239,6 +240,39 @@ fn nak_wrong_address_stray_and_malformed_are_counted() {
     assert_eq!((c.stray, c.malformed, c.naks, c.acks), (3, 1, 1, 4));
     assert_eq!(r.failed, 2);
     assert_eq!(xid(&reqs[0].payload), 1000);
+}
+
+#[test]
+fn sustained_rate_ignores_the_drain() {
+    let t0 = epoch();
+    // Two clients, one DORA each: the second starts at 100 ms, after the first completed at
+    // 10 ms; it then needs a retransmission and completes at 1.2 s.
+    let mut g = Generator::new(
+        LoadConfig {
+            rate: Some(10.0),
+            ..config(2, 2)
+        },
+        t0,
+    )
+    .unwrap();
+    let first = drain(&mut g, t0);
+    g.handle_reply(t0 + 5 * MS, &serve(&first[0].payload));
+    let req = drain(&mut g, t0 + 5 * MS);
+    g.handle_reply(t0 + 10 * MS, &serve(&req[0].payload));
+    let second = drain(&mut g, t0 + 100 * MS);
+    g.handle_timeout(t0 + 200 * MS);
+    let again = drain(&mut g, t0 + 200 * MS);
+    assert_eq!(again, second);
+    g.handle_reply(t0 + 1100 * MS, &serve(&second[0].payload));
+    let req = drain(&mut g, t0 + 1100 * MS);
+    g.handle_reply(t0 + 1200 * MS, &serve(&req[0].payload));
+    let r = g.report(t0 + 1200 * MS);
+    assert_eq!(r.counters.completed, 2);
+    assert!((r.dora_per_s - 2.0 / 1.2).abs() < 1e-9);
+    assert!(
+        (r.sustained_dora_per_s - 10.0).abs() < 1e-9,
+        "1 DORA done in the 100 ms window"
+    );
 }
 
 #[test]

@@ -101,6 +101,10 @@ pub struct Report {
     pub elapsed_s: f64,
     /// Completed DORAs per second over `elapsed_s`.
     pub dora_per_s: f64,
+    /// Completed DORAs per second while the load was on: those completed by the time the last
+    /// DORA started, over the time from the first to the last start. Falls back to
+    /// `dora_per_s` when every DORA started at once.
+    pub sustained_dora_per_s: f64,
     /// Full-DORA latency.
     pub latency: Latency,
     /// The generator's own CPU time (user + system) over the run, seconds; set by the driver.
@@ -108,18 +112,30 @@ pub struct Report {
 }
 
 impl Report {
-    /// Builds the report from counters, the run's length and the completed DORAs' latencies.
-    pub fn new(counters: Counters, elapsed: Duration, latencies: &[Duration]) -> Self {
-        let elapsed_s = elapsed.as_secs_f64();
-        let dora_per_s = if elapsed_s > 0.0 {
-            counters.completed as f64 / elapsed_s
-        } else {
-            0.0
+    /// Builds the report from counters, the run's length, the load window (time from the first
+    /// to the last start, and DORAs completed by then) and the completed DORAs' latencies.
+    pub fn new(
+        counters: Counters,
+        elapsed: Duration,
+        load_window: Option<(Duration, u64)>,
+        latencies: &[Duration],
+    ) -> Self {
+        let rate = |n: u64, d: Duration| {
+            let secs = d.as_secs_f64();
+            if secs > 0.0 { n as f64 / secs } else { 0.0 }
+        };
+        let dora_per_s = rate(counters.completed, elapsed);
+        let sustained_dora_per_s = match load_window {
+            Some((window, completed)) if !window.is_zero() && completed > 0 => {
+                rate(completed, window)
+            }
+            _ => dora_per_s,
         };
         Self {
+            sustained_dora_per_s,
+            elapsed_s: elapsed.as_secs_f64(),
             failed: counters.failed(),
             counters,
-            elapsed_s,
             dora_per_s,
             latency: Latency::from_samples(latencies),
             generator_cpu_s: None,
@@ -132,10 +148,11 @@ impl fmt::Display for Report {
         let c = &self.counters;
         write!(
             f,
-            "{:.0} DORA/s: {} completed, {} failed (no offer {}, no ack {}, nak {}, wrong address \
+            "{:.0} DORA/s ({:.0} sustained): {} completed, {} failed (no offer {}, no ack {}, nak {}, wrong address \
              {}), {} unfinished in {:.2} s; latency p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms max \
              {:.2} ms; {} retransmits, {} stray",
             self.dora_per_s,
+            self.sustained_dora_per_s,
             c.completed,
             self.failed,
             c.failed_no_offer,
@@ -189,20 +206,31 @@ mod tests {
             failed_no_ack: 1,
             ..Counters::default()
         };
+        let window = Some((Duration::from_millis(200), 450));
         let r = Report::new(
             counters,
             Duration::from_millis(250),
+            window,
             &[Duration::from_millis(3)],
         );
         assert_eq!(r.failed, 3);
         assert!((r.dora_per_s - 2000.0).abs() < 1e-9);
+        assert!((r.sustained_dora_per_s - 2250.0).abs() < 1e-9);
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["completed"], 500);
         assert_eq!(json["failed"], 3);
         assert_eq!(json["latency"]["p99_ms"], 3.0);
         assert!(
             r.to_string()
-                .starts_with("2000 DORA/s: 500 completed, 3 failed")
+                .starts_with("2000 DORA/s (2250 sustained): 500 completed, 3 failed")
         );
+        // Everything started at once, or nothing completed in the window: the overall rate.
+        let all_at_once = Report::new(
+            r.counters.clone(),
+            Duration::from_secs(1),
+            Some((Duration::ZERO, 0)),
+            &[],
+        );
+        assert_eq!(all_at_once.sustained_dora_per_s, 500.0);
     }
 }

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// Leases outlive the process, so their times are wall-clock; the driver reads the clock once per
 /// input and passes it to the core.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct UnixTime(pub u64);
 
 impl UnixTime {

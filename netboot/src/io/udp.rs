@@ -285,7 +285,10 @@ mod tests {
         );
         let (payload, _, _) =
             recv_within(&sock, Duration::from_secs(2)).expect("renewing datagram arrives");
-        assert_eq!(payload[4], 3, "a unicast renewal (ciaddr set) is let through");
+        assert_eq!(
+            payload[4], 3,
+            "a unicast renewal (ciaddr set) is let through"
+        );
         assert_eq!(SocketAddr::V4(peer), relay.local_addr().expect("addr"));
         assert_eq!(local, Ipv4Addr::LOCALHOST);
         assert!(recv_within(&sock, Duration::from_millis(100)).is_none());

@@ -425,7 +425,9 @@ impl Server {
             });
         }
         if let Some(field) = decision.missing {
-            let arch = decision.arch.map_or_else(|| "?".to_owned(), |a| a.to_string());
+            let arch = decision
+                .arch
+                .map_or_else(|| "?".to_owned(), |a| a.to_string());
             self.warn_once(format!("profile {profile_name} {field}"), || {
                 format!(
                     "boot profile {profile_name:?} has no {field} (client arch {arch}): such \
