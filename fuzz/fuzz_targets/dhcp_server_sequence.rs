@@ -326,9 +326,10 @@ impl Model {
                     self.leases.insert(lease.ip, lease);
                 }
                 Command::Remove(ip) => {
+                    if std::env::var_os("PROBE").is_some_and(|v| v == "remove") { panic!("probe: remove"); }
                     self.leases.remove(&ip);
                 }
-                Command::Discovered(_) => {}
+                Command::Discovered(_) => { if std::env::var_os("PROBE").is_some_and(|v| v == "disc") { panic!("probe: discovered"); } }
                 Command::Send(reply) => self.check_reply(&reply, now),
             }
         }
@@ -357,6 +358,7 @@ impl Model {
             assert_eq!(lease.state, LeaseState::Bound, "ACK for a lease not bound");
             assert_eq!(Some(lease.mac), msg.client_mac(), "ACK for another client's lease");
             assert!(lease.ends > now, "ACK for a lease already over");
+            if let Some(v) = std::env::var_os("PROBE") { if v == "ack" { panic!("probe: ACK {} reached", msg.yiaddr); } }
         }
     }
 
