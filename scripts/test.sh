@@ -16,8 +16,20 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test"
 cargo test --workspace
 
-# ---------------------------------------------------------------------------------------------
-# FUZZ SMOKE: added by the fuzz task (bounded cargo-fuzz runs of fuzz/ over its seed corpora).
-# ---------------------------------------------------------------------------------------------
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --document-private-items --quiet
+
+# Fuzz smoke: every cargo-fuzz target built and run from its seed corpus for a bounded time.
+# CI installs cargo-fuzz and sets FUZZ_REQUIRED=1; elsewhere the step is skipped (with a notice)
+# when cargo-fuzz is missing.
+if command -v cargo-fuzz >/dev/null 2>&1; then
+    step "fuzz smoke (${FUZZ_SECONDS:-15} s per target)"
+    bash fuzz/smoke.sh "${FUZZ_SECONDS:-15}"
+elif [ "${FUZZ_REQUIRED:-0}" = 1 ]; then
+    echo "cargo-fuzz is required (FUZZ_REQUIRED=1) but not installed: cargo install cargo-fuzz" >&2
+    exit 1
+else
+    step "fuzz smoke SKIPPED: cargo-fuzz not installed (cargo install cargo-fuzz)"
+fi
 
 step "all checks passed"

@@ -11,7 +11,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut out = Vec::new();
     message.emit(&mut out);
-    assert_eq!(out.len(), message.buffer_len(), "buffer_len disagrees with emit");
+    assert_eq!(
+        out.len(),
+        message.buffer_len(),
+        "buffer_len disagrees with emit"
+    );
     assert!(out.len() >= 300, "emit must pad to the BOOTP minimum");
     match Message::parse(&out) {
         Ok(again) => assert_eq!(again, message, "parse(emit(m)) != m"),

@@ -18,9 +18,7 @@ use std::sync::OnceLock;
 use ims_netboot::config::{Config, DhcpConfig};
 use ims_netboot::dhcp::frame::UdpFrame;
 use ims_netboot::dhcp::wire::{Message, MessageType, Options, code};
-use ims_netboot::dhcp::{
-    Command, Destination, InterfaceId, Lease, LeaseState, Server, UnixTime,
-};
+use ims_netboot::dhcp::{Command, Destination, InterfaceId, Lease, LeaseState, Server, UnixTime};
 use ims_proto::MacAddr;
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -119,13 +117,28 @@ const ADDRESSES: [[u8; 4]; 14] = [
 
 /// Seed packets: `(relayed, bytes)`; frames for the link, a DHCP payload for the relay socket.
 const FIXTURES: [(bool, &[u8]); 7] = [
-    (false, include_bytes!("../corpus/udp_frame/ipxe_bios_discover")),
-    (false, include_bytes!("../corpus/udp_frame/ovmf_uefi_discover")),
-    (false, include_bytes!("../corpus/udp_frame/dhclient_request")),
-    (false, include_bytes!("../corpus/udp_frame/dhclient_request_vlan10")),
+    (
+        false,
+        include_bytes!("../corpus/udp_frame/ipxe_bios_discover"),
+    ),
+    (
+        false,
+        include_bytes!("../corpus/udp_frame/ovmf_uefi_discover"),
+    ),
+    (
+        false,
+        include_bytes!("../corpus/udp_frame/dhclient_request"),
+    ),
+    (
+        false,
+        include_bytes!("../corpus/udp_frame/dhclient_request_vlan10"),
+    ),
     (false, include_bytes!("../corpus/udp_frame/udhcpc_discover")),
     (false, include_bytes!("../corpus/udp_frame/udhcpd_offer")),
-    (true, include_bytes!("../corpus/dhcp_message/relayed_discover")),
+    (
+        true,
+        include_bytes!("../corpus/dhcp_message/relayed_discover"),
+    ),
 ];
 
 const MAX_STEPS: usize = 48;
@@ -153,7 +166,11 @@ fuzz_target!(|data: &[u8]| {
     now = now.plus(1_000);
     server.handle_timeout(now);
     model.drain(&mut server, now);
-    assert_eq!(model.bound(now), 0, "leases still bound long after their end");
+    assert_eq!(
+        model.bound(now),
+        0,
+        "leases still bound long after their end"
+    );
 });
 
 /// Feed the server one input at `now` (advanced first).
@@ -222,9 +239,8 @@ fn message(u: &mut Unstructured<'_>, relayed: bool) -> Result<Message> {
     } else {
         MessageType::from_code(u.int_in_range(1..=8)?)
     };
-    let giaddr = if relayed {
-        address(u)?
-    } else if u.ratio(1u8, 16)? {
+    // Relayed: a relay's address (or a bogus one); direct: rarely anything but zero.
+    let giaddr = if relayed || u.ratio(1u8, 16)? {
         address(u)?
     } else {
         Ipv4Addr::UNSPECIFIED
@@ -274,8 +290,16 @@ fn message(u: &mut Unstructured<'_>, relayed: bool) -> Result<Message> {
         hops: u8::from(relayed),
         xid: u.arbitrary()?,
         secs: 0,
-        flags: if u.arbitrary()? { Message::BROADCAST_FLAG } else { 0 },
-        ciaddr: if u.ratio(1u8, 4)? { address(u)? } else { Ipv4Addr::UNSPECIFIED },
+        flags: if u.arbitrary()? {
+            Message::BROADCAST_FLAG
+        } else {
+            0
+        },
+        ciaddr: if u.ratio(1u8, 4)? {
+            address(u)?
+        } else {
+            Ipv4Addr::UNSPECIFIED
+        },
         yiaddr: Ipv4Addr::UNSPECIFIED,
         siaddr: Ipv4Addr::UNSPECIFIED,
         giaddr,
@@ -294,9 +318,17 @@ fn client_frame(u: &mut Unstructured<'_>, msg: &Message) -> Result<Vec<u8>> {
         src_mac: msg.client_mac().unwrap_or_default(),
         dst_mac: MacAddr::BROADCAST,
         src_ip: msg.ciaddr,
-        dst_ip: if u.ratio(1u8, 4)? { address(u)? } else { Ipv4Addr::BROADCAST },
+        dst_ip: if u.ratio(1u8, 4)? {
+            address(u)?
+        } else {
+            Ipv4Addr::BROADCAST
+        },
         src_port: 68,
-        dst_port: if u.ratio(1u8, 32)? { u.arbitrary()? } else { 67 },
+        dst_port: if u.ratio(1u8, 32)? {
+            u.arbitrary()?
+        } else {
+            67
+        },
         payload: &payload,
     };
     let mut out = Vec::new();
@@ -326,10 +358,9 @@ impl Model {
                     self.leases.insert(lease.ip, lease);
                 }
                 Command::Remove(ip) => {
-                    if std::env::var_os("PROBE").is_some_and(|v| v == "remove") { panic!("probe: remove"); }
                     self.leases.remove(&ip);
                 }
-                Command::Discovered(_) => { if std::env::var_os("PROBE").is_some_and(|v| v == "disc") { panic!("probe: discovered"); } }
+                Command::Discovered(_) => {}
                 Command::Send(reply) => self.check_reply(&reply, now),
             }
         }
@@ -350,15 +381,22 @@ impl Model {
         match reply.destination {
             Destination::Link { interface, .. } => assert_eq!(interface, InterfaceId(0)),
             Destination::Relay(peer) => assert_eq!(*peer.ip(), msg.giaddr),
+            Destination::Unicast(client) => {
+                assert_eq!(client.port(), 68, "unicast reply not to the client port");
+                assert!(!client.ip().is_unspecified() && !client.ip().is_broadcast());
+            }
         }
         if reply.message_type == MessageType::Ack && msg.yiaddr != Ipv4Addr::UNSPECIFIED {
             let Some(lease) = self.leases.get(&msg.yiaddr) else {
                 panic!("ACK for {} without a persisted lease", msg.yiaddr);
             };
             assert_eq!(lease.state, LeaseState::Bound, "ACK for a lease not bound");
-            assert_eq!(Some(lease.mac), msg.client_mac(), "ACK for another client's lease");
+            assert_eq!(
+                Some(lease.mac),
+                msg.client_mac(),
+                "ACK for another client's lease"
+            );
             assert!(lease.ends > now, "ACK for a lease already over");
-            if let Some(v) = std::env::var_os("PROBE") { if v == "ack" { panic!("probe: ACK {} reached", msg.yiaddr); } }
         }
     }
 

@@ -11,6 +11,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut out = Vec::new();
     frame.emit(&mut out);
-    assert_eq!(out.len(), frame.buffer_len(), "buffer_len disagrees with emit");
+    assert_eq!(
+        out.len(),
+        frame.buffer_len(),
+        "buffer_len disagrees with emit"
+    );
     assert_eq!(UdpFrame::parse(&out), Ok(frame), "parse(emit(f)) != f");
 });

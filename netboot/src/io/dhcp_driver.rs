@@ -5,7 +5,7 @@
 //! 2. read the clock once, then read up to `max_batch` packets across all sockets without
 //!    blocking (round robin), feeding each to the core (`handle_frame` / `handle_datagram`), or
 //!    call `handle_timeout`;
-//! 3. drain `poll_command` into one [`Batch`]: `Persist`/`Remove`/`Discovered` become
+//! 3. drain `poll_command` into one `Batch`: `Persist`/`Remove`/`Discovered` become
 //!    [`StoreOp`]s, `Send` becomes a pending reply;
 //! 4. hand the batch to the committer thread, publish the core's counters, loop.
 //!
