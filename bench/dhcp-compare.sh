@@ -13,6 +13,8 @@
 #   LOAD_SECONDS=10      bound of each dhcp-load run (--max-seconds; open loop: + 3 s of tail)
 #   CONCURRENCY=128      dhcp-load outstanding DORAs (closed loop)
 #   KEA_THREADS=0        Kea thread-pool-size (0 = one per CPU)
+#   SERVER_CPUS, CLIENT_CPUS  taskset CPU lists for the servers and the load tools (default: no
+#                        pinning; SERVER_CPUS=0 CLIENT_CPUS=1 gives each side one core)
 #   BUILD=1              cargo build --release first (0: use existing target/release binaries)
 #   BUDGET=540           seconds: no new measurement starts after this (whole run < 10 min)
 #   OUT=/tmp/nbb-results results directory (tables, raw logs, generated configs)
@@ -49,6 +51,13 @@ PERIOD=${PERIOD:-5}
 LOAD_SECONDS=${LOAD_SECONDS:-10}
 CONCURRENCY=${CONCURRENCY:-128}
 KEA_THREADS=${KEA_THREADS:-0}
+SERVER_CPUS=${SERVER_CPUS:-}
+CLIENT_CPUS=${CLIENT_CPUS:-}
+# Command prefixes (arrays, so `"${PIN_SRV[@]}" cmd &` keeps $! == cmd's PID: taskset execs).
+PIN_SRV=()
+[ -n "$SERVER_CPUS" ] && PIN_SRV=(taskset -c "$SERVER_CPUS")
+PIN_CLI=()
+[ -n "$CLIENT_CPUS" ] && PIN_CLI=(taskset -c "$CLIENT_CPUS")
 BUILD=${BUILD:-1}
 BUDGET=${BUDGET:-540}
 OUT=${OUT:-/tmp/nbb-results}
@@ -245,7 +254,7 @@ start_server_() {
     case $name in
     netbootd)
         rm -rf "$WORK/netbootd-data"
-        ip netns exec "$NS_SRV" "$NETBOOTD" --config "$WORK/netbootd-$set.toml" >"$WORK/netbootd.log" 2>&1 &
+        "${PIN_SRV[@]}" ip netns exec "$NS_SRV" "$NETBOOTD" --config "$WORK/netbootd-$set.toml" >"$WORK/netbootd.log" 2>&1 &
         SERVER_PID=$!
         disown "$SERVER_PID"
         # Ready = the daemon logged "netbootd started" (DHCP sockets open) and /healthz answers.
@@ -259,7 +268,7 @@ start_server_() {
         ;;
     kea)
         rm -rf "$WORK/kea" && mkdir -p "$WORK/kea"
-        ip netns exec "$NS_SRV" env KEA_PIDFILE_DIR="$WORK/kea" KEA_LOCKFILE_DIR="$WORK/kea" \
+        "${PIN_SRV[@]}" ip netns exec "$NS_SRV" env KEA_PIDFILE_DIR="$WORK/kea" KEA_LOCKFILE_DIR="$WORK/kea" \
             kea-dhcp4 -c "$WORK/kea.json" >"$WORK/kea/stdout.log" 2>&1 &
         SERVER_PID=$!
         disown "$SERVER_PID"
@@ -267,7 +276,7 @@ start_server_() {
         ;;
     dnsmasq)
         rm -rf "$WORK/dnsmasq" && mkdir -p "$WORK/dnsmasq" && : >"$WORK/dnsmasq/leases"
-        ip netns exec "$NS_SRV" dnsmasq --keep-in-foreground --conf-file="$WORK/dnsmasq.conf" \
+        "${PIN_SRV[@]}" ip netns exec "$NS_SRV" dnsmasq --keep-in-foreground --conf-file="$WORK/dnsmasq.conf" \
             >"$WORK/dnsmasq/stdout.log" 2>&1 &
         SERVER_PID=$!
         disown "$SERVER_PID"
@@ -295,21 +304,35 @@ stored_leases() {
 record() { local IFS=$'\t'; echo "$*" >>"$RESULTS"; }
 
 # ---------------------------------------------------------------- loads
+# children_cpu VAR: set VAR to the CPU seconds (user + system) of this shell's waited-for
+# descendants so far. `times` must run in this very shell (a $(...) fork starts from zero).
+children_cpu() {
+    times >"$WORK/times"
+    printf -v "$1" '%s' "$(awk 'NR == 2 {
+        n = 0
+        for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); n += a[1] * 60 + a[2] }
+        printf "%.2f", n
+    }' "$WORK/times")"
+}
+
 # perfdhcp_step SERVER RATE: one ladder step on a fresh server. Prints
-# "achieved do_drop% ra_drop% avg_ms cpu_s cpu_pct rss".
+# "achieved do_drop% ra_drop% avg_ms srv_cpu_s srv_cpu_% srv_rss_MiB perfdhcp_cpu_%".
 perfdhcp_step() {
     local server=$1 rate=$2 cpu0 cpu1 out=$WORK/perfdhcp-$1-$2.log
-    start_server "$server" relay || { echo "- - - - - - -"; return; }
+    start_server "$server" relay || { echo "- - - - - - - -"; return; }
     cpu0=$(server_cpu)
-    timeout $((PERIOD + 15)) ip netns exec "$NS_CLI" perfdhcp -4 -l "$GIADDR" -r "$rate" -p "$PERIOD" \
+    local tool0 tool1
+    children_cpu tool0
+    timeout $((PERIOD + 15)) "${PIN_CLI[@]}" ip netns exec "$NS_CLI" perfdhcp -4 -l "$GIADDR" -r "$rate" -p "$PERIOD" \
         -M "$WORK/macs-relay.txt" -W 500000 "$SRV_IP" >"$out" 2>&1
     cpu1=$(server_cpu)
+    children_cpu tool1
     local rss; rss=$(server_rss)
     stop_server
     cp "$out" "$OUT/"
     # Achieved rate = ACKs received / PERIOD. (perfdhcp's own "Rate:" also divides by the -W
     # exit wait and start-up, so it reads low on short periods.)
-    awk -v c0="$cpu0" -v c1="$cpu1" -v p="$PERIOD" -v rss="$rss" '
+    awk -v c0="$cpu0" -v c1="$cpu1" -v p="$PERIOD" -v rss="$rss" -v t0="$tool0" -v t1="$tool1" '
         /Statistics for: DISCOVER-OFFER/ { sec = "DO" }
         /^received packets:/ { recv[sec] = $3 }
         /Statistics for: REQUEST-ACK/ { sec = "RA" }
@@ -317,20 +340,21 @@ perfdhcp_step() {
         /^avg delay:/ && !seen[sec]++ { v = $3; avg[sec] = v }
         END {
             rate = recv["RA"] / p
-            printf "%.0f %s %s %.3f %.2f %.0f %s\n", rate, (drop["DO"] == "" ? 100 : drop["DO"]),
-                (drop["RA"] == "" ? 100 : drop["RA"]), avg["DO"] + avg["RA"], c1 - c0, (c1 - c0) / p * 100, rss
+            printf "%.0f %s %s %.3f %.2f %.0f %s %.0f\n", rate, (drop["DO"] == "" ? 100 : drop["DO"]),
+                (drop["RA"] == "" ? 100 : drop["RA"]), avg["DO"] + avg["RA"], c1 - c0, (c1 - c0) / p * 100, rss,
+                (t1 - t0) / p * 100
         }' "$out"
 }
 
 # perfdhcp ladder: climb LADDER on fresh servers until a step drops >= 1% of exchanges or
 # falls 10% short of its target; then one bisection step between the last pass and the fail.
 run_perfdhcp() {
-    local server=$1 best="" best_line="" fail="" r line ach dd rd avg cpu pct rss
+    local server=$1 best="" best_line="" fail="" r line ach dd rd avg cpu pct rss tool
     log "$server / perfdhcp ladder (loadavg $(loadavg))"
     for r in $LADDER; do
         line=$(perfdhcp_step "$server" "$r")
         read -r ach dd rd _ <<<"$line"
-        log "  target $r: $line   (achieved DO-drop% RA-drop% avg_ms cpu_s cpu% rss_MiB)"
+        log "  target $r: $line   (achieved DO-drop% RA-drop% avg_ms srv_cpu_s srv_cpu% srv_rss_MiB perfdhcp_cpu%)"
         if awk -v a="$ach" -v d="$dd" -v r2="$rd" -v t="$r" 'BEGIN { exit !(a >= 0.9 * t && d < 1 && r2 < 1) }'; then
             best=$r; best_line=$line
         else
@@ -351,9 +375,9 @@ run_perfdhcp() {
         record "$server" perfdhcp 0 - - - - - - - "$(loadavg)" "no ladder step passed (<1% drops)"
         return
     fi
-    read -r ach dd rd avg cpu pct rss <<<"$best_line"
+    read -r ach dd rd avg cpu pct rss tool <<<"$best_line"
     record "$server" perfdhcp "$ach" "$avg" - - "drop ${dd}%/${rd}%" "$cpu" "$pct" "$rss" "$(loadavg)" \
-        "max sustained: target $best/s passed${fail:+, $fail/s failed}"
+        "max sustained: target $best/s passed${fail:+, $fail/s failed}; perfdhcp CPU ${tool}%"
 }
 
 # run_dhcp_load SERVER LOAD on a fresh server. LOAD is relay|direct: CLIENTS DORAs (one per MAC),
@@ -373,7 +397,7 @@ run_dhcp_load() {
             --count $((rate * LOAD_SECONDS < CLIENTS ? rate * LOAD_SECONDS : CLIENTS)))
     fi
     cpu0=$(server_cpu)
-    json=$(timeout $((LOAD_SECONDS + 10)) ip netns exec "$NS_CLI" "$DHCP_LOAD" "${args[@]}" \
+    json=$(timeout $((LOAD_SECONDS + 10)) "${PIN_CLI[@]}" ip netns exec "$NS_CLI" "$DHCP_LOAD" "${args[@]}" \
         --macs "$WORK/macs-$mode.txt" "${pace[@]}" --timeout-ms 1000 --tries 2 \
         --json 2>>"$OUT/dhcp-load.log")
     cpu1=$(server_cpu)
@@ -413,7 +437,7 @@ run_dhcp_load() {
 
 # ---------------------------------------------------------------- run
 printf 'server\tload\tDORA/s\tavg_ms\tp50_ms\tp99_ms\tfailed\tsrv_cpu_s\tsrv_cpu_%%\tsrv_rss_MiB\tloadavg\tnote\n' >"$RESULTS"
-log "run: CLIENTS=$CLIENTS SERVERS='$SERVERS' LOADS='$LOADS' PERIOD=$PERIOD LOAD_SECONDS=$LOAD_SECONDS CONCURRENCY=$CONCURRENCY ($(nproc) CPUs, loadavg $(loadavg))"
+log "run: CLIENTS=$CLIENTS SERVERS='$SERVERS' LOADS='$LOADS' PERIOD=$PERIOD LOAD_SECONDS=$LOAD_SECONDS CONCURRENCY=$CONCURRENCY SERVER_CPUS='$SERVER_CPUS' CLIENT_CPUS='$CLIENT_CPUS' ($(nproc) CPUs, loadavg $(loadavg))"
 for server in $SERVERS; do
     if [ "$server" = netbootd ] && [ ! -x "$NETBOOTD" ]; then
         record netbootd all 0 - - - - - - - "$(loadavg)" "not built"
@@ -433,7 +457,8 @@ done
 
 # ---------------------------------------------------------------- report
 {
-    echo "# DHCPv4 DORA, $CLIENTS registered MACs per set, $(nproc) CPUs, $(date -u +%FT%TZ)"
+    echo "# DHCPv4 DORA, $CLIENTS registered MACs per set, $(nproc) CPUs, $(date -u +%FT%TZ)," \
+        "pinning: servers ${SERVER_CPUS:-none}, load tools ${CLIENT_CPUS:-none}"
     echo
     column -t -s $'\t' "$RESULTS"
     echo

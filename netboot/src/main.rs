@@ -47,6 +47,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// List the machines seen in discovery mode (`allow_unknown = true`), sorted by MAC.
+    Discovered {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the configuration file and print a summary.
     CheckConfig,
 }
@@ -68,6 +74,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => run_daemon(config),
         Some(Cmd::Leases { json }) => list_leases(&config, json),
+        Some(Cmd::Discovered { json }) => list_discovered(&config, json),
         Some(Cmd::CheckConfig) => check_config(path, &config),
     };
     match result {
@@ -295,19 +302,10 @@ fn list_leases(config: &Config, json: bool) -> anyhow::Result<()> {
 }
 
 fn write_table(out: &mut impl Write, leases: &[Lease]) -> io::Result<()> {
-    const HEADER: [&str; 7] = [
-        "IP",
-        "MAC",
-        "STATE",
-        "HOSTNAME",
-        "STARTS",
-        "ENDS",
-        "BOOT FILE",
-    ];
-    let rows: Vec<[String; 7]> = leases
+    let rows: Vec<Vec<String>> = leases
         .iter()
         .map(|l| {
-            [
+            vec![
                 l.ip.to_string(),
                 l.mac.to_string(),
                 state_name(l.state).to_owned(),
@@ -318,27 +316,74 @@ fn write_table(out: &mut impl Write, leases: &[Lease]) -> io::Result<()> {
             ]
         })
         .collect();
-    let mut widths = HEADER.map(str::len);
-    for row in &rows {
+    let header = [
+        "IP",
+        "MAC",
+        "STATE",
+        "HOSTNAME",
+        "STARTS",
+        "ENDS",
+        "BOOT FILE",
+    ];
+    write_columns(out, &header, &rows)
+}
+
+fn list_discovered(config: &Config, json: bool) -> anyhow::Result<()> {
+    let store = LmdbStore::open_read_only(&config.data_dir)?;
+    let mut machines = store.load_discovered()?;
+    machines.sort_by_key(|m| m.mac);
+    let mut out = io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &machines)?;
+        writeln!(out)?;
+    } else {
+        let rows: Vec<Vec<String>> = machines
+            .iter()
+            .map(|m| {
+                vec![
+                    m.mac.to_string(),
+                    m.ip.to_string(),
+                    m.arch.map_or_else(|| "-".into(), |a| a.to_string()),
+                    m.vendor_class.clone().unwrap_or_else(|| "-".into()),
+                    m.hostname.clone().unwrap_or_else(|| "-".into()),
+                    rfc3339(m.first_seen),
+                    rfc3339(m.last_seen),
+                ]
+            })
+            .collect();
+        let header = [
+            "MAC",
+            "IP",
+            "ARCH",
+            "VENDOR CLASS",
+            "HOSTNAME",
+            "FIRST SEEN",
+            "LAST SEEN",
+        ];
+        write_columns(&mut out, &header, &rows)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Left-aligned columns separated by two spaces; the last column is not padded.
+fn write_columns(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |out: &mut dyn Write, cells: &[&str]| -> io::Result<()> {
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| -> io::Result<()> {
         let mut text = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == cells.len() {
-                text.push_str(cell);
-            } else {
-                text.push_str(&format!("{cell:<w$}  "));
-            }
+        for (cell, w) in cells.zip(&widths) {
+            text.push_str(&format!("{cell:<w$}  "));
         }
         writeln!(out, "{}", text.trim_end())
     };
-    line(out, &HEADER)?;
-    for row in &rows {
-        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-        line(out, &cells)?;
+    line(&mut header.iter().copied())?;
+    for row in rows {
+        line(&mut row.iter().map(String::as_str))?;
     }
     Ok(())
 }

@@ -723,3 +723,64 @@ fn example_configs_are_accepted() {
         );
     }
 }
+
+/// Discovery mode: on a subnet with `allow_unknown = true` an unknown MAC gets a dynamic address
+/// and no boot file, and `netbootd discovered` lists it for the operator to register.
+#[test]
+fn discovery_mode_answers_and_records_unknown_macs() {
+    let mut site = Site::new("discover");
+    site.set_client_mac(MAC_UNKNOWN);
+    site.start_netbootd(&config(
+        LAN_RANGE,
+        "allow_unknown = true",
+        &[m(MAC_A, Some("10.77.0.10"), "node-a")],
+    ));
+
+    let run = site.udhcpc("discover", 3);
+    let bound = run
+        .bound()
+        .unwrap_or_else(|| panic!("no lease in discovery mode: {:#?}", run.events));
+    let ip = var(bound, "ip").to_owned();
+    let last: u8 = ip
+        .strip_prefix("10.77.0.")
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("address {ip} outside 10.77.0.0/24"));
+    assert!(
+        (100..=199).contains(&last),
+        "{ip} outside the dynamic range"
+    );
+    assert_eq!(
+        var(bound, "boot_file"),
+        "",
+        "no boot file for unknown machines"
+    );
+
+    let lease = site.wait_lease(&ip, MAC_UNKNOWN, "bound");
+    assert!(
+        lease
+            .raw
+            .get("boot_file")
+            .is_none_or(serde_json::Value::is_null),
+        "unknown machine got a boot file: {}",
+        lease.raw
+    );
+
+    let out = support::run(
+        Command::new(NETBOOTD)
+            .arg("discovered")
+            .arg("--config")
+            .arg(site.config_path())
+            .arg("--json"),
+        Duration::from_secs(10),
+    );
+    assert!(out.success(), "netbootd discovered failed:\n{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("invalid JSON ({e}):\n{out}"));
+    let found = json.as_array().into_iter().flatten().find(|d| {
+        d["mac"]
+            .as_str()
+            .is_some_and(|m| m.eq_ignore_ascii_case(MAC_UNKNOWN))
+    });
+    let found = found.unwrap_or_else(|| panic!("{MAC_UNKNOWN} not listed as discovered:\n{out}"));
+    assert_eq!(found["ip"].as_str(), Some(ip.as_str()), "{found}");
+}
