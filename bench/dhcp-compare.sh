@@ -80,8 +80,8 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 alive() { [ -n "$1" ] && [ -r "/proc/$1/stat" ] && ! awk '{ exit ($3 == "Z") ? 0 : 1 }' "/proc/$1/stat" 2>/dev/null; }
 
-# Stop the server we started (by PID): SIGTERM, up to 5 s, then SIGKILL. `kill` as $2 sends
-# SIGKILL at once (used to prove netbootd's leases were on disk before the ACKs).
+# Stop the server we started (by PID): SIGTERM, up to 5 s, then SIGKILL. `stop_server KILL`
+# sends SIGKILL at once (used to prove netbootd's leases were on disk before the ACKs).
 stop_server() {
     local pid=$SERVER_PID sig=${1:-TERM}
     SERVER_PID=""
@@ -316,15 +316,18 @@ children_cpu() {
 }
 
 # perfdhcp_step SERVER RATE: one ladder step on a fresh server. Prints
-# "achieved do_drop% ra_drop% avg_ms srv_cpu_s srv_cpu_% srv_rss_MiB perfdhcp_cpu_%".
+# "achieved do_drop% ra_drop% avg_ms srv_cpu_s srv_cpu_% srv_rss_MiB perfdhcp_cpu_%", the CPU
+# shares over the perfdhcp run's wall time (PERIOD plus its start-up and exit wait).
 perfdhcp_step() {
     local server=$1 rate=$2 cpu0 cpu1 out=$WORK/perfdhcp-$1-$2.log
     start_server "$server" relay || { echo "- - - - - - - -"; return; }
     cpu0=$(server_cpu)
-    local tool0 tool1
+    local tool0 tool1 w0 w1
     children_cpu tool0
+    w0=$(date +%s%N)
     timeout $((PERIOD + 15)) "${PIN_CLI[@]}" ip netns exec "$NS_CLI" perfdhcp -4 -l "$GIADDR" -r "$rate" -p "$PERIOD" \
         -M "$WORK/macs-relay.txt" -W 500000 "$SRV_IP" >"$out" 2>&1
+    w1=$(date +%s%N)
     cpu1=$(server_cpu)
     children_cpu tool1
     local rss; rss=$(server_rss)
@@ -332,7 +335,8 @@ perfdhcp_step() {
     cp "$out" "$OUT/"
     # Achieved rate = ACKs received / PERIOD. (perfdhcp's own "Rate:" also divides by the -W
     # exit wait and start-up, so it reads low on short periods.)
-    awk -v c0="$cpu0" -v c1="$cpu1" -v p="$PERIOD" -v rss="$rss" -v t0="$tool0" -v t1="$tool1" '
+    awk -v c0="$cpu0" -v c1="$cpu1" -v p="$PERIOD" -v rss="$rss" -v t0="$tool0" -v t1="$tool1" \
+        -v wall="$(((w1 - w0) / 1000000))" '
         /Statistics for: DISCOVER-OFFER/ { sec = "DO" }
         /^received packets:/ { recv[sec] = $3 }
         /Statistics for: REQUEST-ACK/ { sec = "RA" }
@@ -341,8 +345,8 @@ perfdhcp_step() {
         END {
             rate = recv["RA"] / p
             printf "%.0f %s %s %.3f %.2f %.0f %s %.0f\n", rate, (drop["DO"] == "" ? 100 : drop["DO"]),
-                (drop["RA"] == "" ? 100 : drop["RA"]), avg["DO"] + avg["RA"], c1 - c0, (c1 - c0) / p * 100, rss,
-                (t1 - t0) / p * 100
+                (drop["RA"] == "" ? 100 : drop["RA"]), avg["DO"] + avg["RA"], c1 - c0,
+                (c1 - c0) / (wall / 1000) * 100, rss, (t1 - t0) / (wall / 1000) * 100
         }' "$out"
 }
 

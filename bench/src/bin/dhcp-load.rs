@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{ArgGroup, Parser};
 use ims_bench::dhcp_load::packet::{self, CLIENT_PORT, SERVER_PORT};
 use ims_bench::dhcp_load::{Addressing, Generator, LoadConfig, Report, Transmit};
 use ims_netboot::io::raw_socket::{PacketType, RawSocket};
@@ -39,14 +39,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// DHCPv4 DORA load generator (relay or direct/raw), bounded in count and time.
 #[derive(Debug, Parser)]
 #[command(version, about)]
+#[command(group(ArgGroup::new("mode").required(true).args(["relay", "direct"])))]
 struct Args {
     /// Act as a relay agent with this address: bind GIADDR:67, set giaddr, send to --server.
-    #[arg(
-        long,
-        value_name = "GIADDR",
-        conflicts_with = "direct",
-        required_unless_present = "direct"
-    )]
+    #[arg(long, value_name = "GIADDR")]
     relay: Option<Ipv4Addr>,
     /// The server to send relayed requests to (port 67).
     #[arg(long, value_name = "ADDR", requires = "relay")]
@@ -128,7 +124,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
         }
         (None, Some(ifname)) => {
             let socket = RawSocket::open_with_port(ifname, CLIENT_PORT)
-                .with_context(|| format!("opening a raw socket on {ifname} (run as root)"))?;
+                .with_context(|| format!("opening a raw socket on {ifname}"))?;
             (Addressing::Direct, Transport::Direct(socket), "direct")
         }
         (None, None) => bail!("give --relay GIADDR --server ADDR, or --direct IFNAME"),
