@@ -60,7 +60,7 @@ impl FromStr for MacAddr {
             .bytes()
             .filter(|b| !matches!(b, b':' | b'-' | b'.'))
             .collect();
-        if digits.len() != 12 || s.len() > 17 {
+        if digits.len() != 12 || s.len() > 17 || !digits.iter().all(u8::is_ascii_hexdigit) {
             return Err(err());
         }
         // Separators, when present, must sit between whole octets (":" / "-") or 16-bit groups (".").
