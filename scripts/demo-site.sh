@@ -19,6 +19,7 @@ SRV=nbdemo-srv CLI=nbdemo-cli
 WORK=$(mktemp -d /tmp/nbdemo.XXXXXX)
 NB_PID=""
 cleanup() {
+    trap - EXIT INT TERM
     set +e
     [ -n "$NB_PID" ] && kill "$NB_PID" 2>/dev/null && wait "$NB_PID" 2>/dev/null
     ip netns del "$CLI" 2>/dev/null
