@@ -180,6 +180,59 @@ pub struct Config {
     pub dhcp: DhcpConfig,
     /// Driver tuning for DHCP.
     pub dhcp_driver: DhcpDriverConfig,
+    /// The TFTP server (`[tftp]`); `None` when the section is absent.
+    pub tftp: Option<TftpConfig>,
+    /// The HTTP boot server (`[http]`); `None` when the section is absent.
+    pub http: Option<HttpConfig>,
+}
+
+/// Which TFTP driver runs the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TftpDriver {
+    /// io_uring when the kernel allows it, else plain tokio (logged once).
+    #[default]
+    Auto,
+    /// io_uring only; fail at start if it is refused.
+    Uring,
+    /// Plain tokio sockets.
+    Tokio,
+}
+
+/// `[tftp]`: the TFTP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TftpConfig {
+    /// Directory served (also over HTTP); nothing outside it is ever read.
+    pub root: PathBuf,
+    /// Listening address (port 69).
+    pub listen: SocketAddr,
+    /// Largest blksize granted; `None` fits it to the MTU of the interface holding `listen`.
+    pub max_blksize: Option<u16>,
+    /// Largest windowsize granted (default 64).
+    pub max_windowsize: u16,
+    /// Transfers running at once (default 256).
+    pub max_transfers: usize,
+    /// Requests waiting for a slot before "server busy" (default 4 × max_transfers).
+    pub max_queue: usize,
+    /// Retransmission timeout when the client asks for none (default 1 s).
+    pub timeout: std::time::Duration,
+    /// Retransmissions before a transfer fails (default 5).
+    pub max_retries: u32,
+    /// Driver selection (default auto; env `NETBOOTD_TFTP_DRIVER` overrides).
+    pub driver: TftpDriver,
+}
+
+/// `[http]`: the HTTP boot server (same root as TFTP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Listening address.
+    pub listen: SocketAddr,
+    /// Directory served (the `[tftp] root`, or `[http] root` when there is no `[tftp]`).
+    pub root: PathBuf,
+    /// Base URL machines use to reach this server (default `http://<listen>`), used in iPXE
+    /// scripts and the phone-home URL.
+    pub public_url: String,
+    /// Concurrent HTTP file downloads (default 256); further requests wait.
+    pub max_downloads: usize,
 }
 
 /// Log output format.
@@ -262,6 +315,12 @@ pub struct BootProfile {
     pub http_arm64: Option<String>,
     /// What iPXE (user class `iPXE`) gets: the next stage, usually a script URL.
     pub ipxe_script: Option<String>,
+    /// Kernel for the per-machine iPXE script (a path under the root or a URL).
+    pub kernel: Option<String>,
+    /// Initrd for the per-machine iPXE script (a path under the root or a URL).
+    pub initrd: Option<String>,
+    /// Kernel command line; `{hostname}`, `{ip}`, `{mac}`, `{phone_home}` are substituted.
+    pub cmdline: Option<String>,
 }
 
 /// A `[[machine]]`: a registered MAC.
@@ -300,6 +359,8 @@ impl Default for Config {
                 ..DhcpConfig::default()
             },
             dhcp_driver: DhcpDriverConfig::default(),
+            tftp: None,
+            http: None,
         }
     }
 }

@@ -18,3 +18,4 @@ pub mod dhcp;
 pub mod io;
 pub mod metrics;
 pub mod store;
+pub mod tftp;

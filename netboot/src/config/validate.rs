@@ -97,6 +97,8 @@ pub(crate) fn validate(raw: RawConfig) -> Res<Config> {
         dhcp_driver: DhcpDriverConfig {
             max_batch: tuning.max_batch,
         },
+        tftp: None,
+        http: None,
     })
 }
 
@@ -212,6 +214,9 @@ fn boot_profiles(raw: &[Spanned<RawBootProfile>]) -> Res<BTreeMap<String, BootPr
                 http: p.http.clone(),
                 http_arm64: p.http_arm64.clone(),
                 ipxe_script: p.ipxe_script.clone(),
+                kernel: None,
+                initrd: None,
+                cmdline: None,
             },
         );
     }

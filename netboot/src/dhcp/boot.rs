@@ -140,6 +140,7 @@ mod tests {
             http: Some("http://10.0.0.1/ipxe.efi".into()),
             http_arm64: Some("http://10.0.0.1/ipxe-arm64.efi".into()),
             ipxe_script: Some("http://10.0.0.1/boot.ipxe".into()),
+            ..BootProfile::default()
         }
     }
 

@@ -52,6 +52,7 @@ fn profiles() -> BTreeMap<String, BootProfile> {
         http: Some("http://10.0.0.1:8080/ipxe.efi".into()),
         http_arm64: None,
         ipxe_script: Some("http://10.0.0.1:8080/boot.ipxe".into()),
+        ..BootProfile::default()
     };
     let arm = BootProfile {
         name: "arm".into(),
