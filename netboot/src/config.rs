@@ -7,7 +7,10 @@
 //! `machine[3] (52:54:00:00:00:01).ip`) and what to do about it.
 //!
 //! Every section is optional. With no `[[interface]]` no DHCP runs on raw sockets (relayed
-//! requests are still answered for the configured subnets). The commented example in
+//! requests are still answered for the configured subnets); `[tftp]` and `[http]` start the
+//! boot-file services, and a file with only `[tftp]` is a TFTP-only edge. Parsing never touches
+//! the filesystem: [`Config::check_filesystem`] checks the roots on the machine that runs the
+//! daemon. The commented example in
 //! `deploy/examples/netbootd.toml` documents every key; [`raw`] documents defaults and units.
 //! Durations are humantime strings (`"90s"`, `"10m"`, `"1h"`) or integer seconds.
 
@@ -20,11 +23,15 @@ use ims_proto::MacAddr;
 use ipnet::Ipv4Net;
 
 pub mod raw;
+mod services;
 mod validate;
 
 #[cfg(test)]
+mod service_tests;
+#[cfg(test)]
 mod tests;
 
+pub use services::CMDLINE_PLACEHOLDERS;
 pub use validate::is_valid_hostname;
 
 /// Default `data_dir`.
@@ -43,6 +50,20 @@ pub const DEFAULT_MAX_BATCH: usize = 1024;
 pub const DEFAULT_LEASE_TIME: u32 = 3600;
 /// Shortest accepted `lease_time`, in seconds.
 pub const MIN_LEASE_TIME: u32 = 60;
+/// Default `[tftp] listen`.
+pub const DEFAULT_TFTP_LISTEN: &str = "0.0.0.0:69";
+/// Default `[tftp] max_windowsize`.
+pub const DEFAULT_TFTP_MAX_WINDOWSIZE: u16 = 64;
+/// Default `[tftp] max_transfers` (`max_queue` defaults to four times this).
+pub const DEFAULT_TFTP_MAX_TRANSFERS: usize = 256;
+/// Default `[tftp] timeout`.
+pub const DEFAULT_TFTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Default `[tftp] max_retries`.
+pub const DEFAULT_TFTP_MAX_RETRIES: u32 = 5;
+/// Default `[http] max_downloads`.
+pub const DEFAULT_HTTP_MAX_DOWNLOADS: usize = 256;
+/// Environment variable overriding `[tftp] driver` (`auto`, `uring` or `tokio`).
+pub const TFTP_DRIVER_ENV: &str = "NETBOOTD_TFTP_DRIVER";
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +176,47 @@ impl Config {
             message: e.to_string().trim_end().to_owned(),
         })?;
         validate::validate(raw).map_err(|e| e.into_error(file, Some(text)))
+    }
+}
+
+impl Config {
+    /// Check what the file names on this machine: the `[tftp]` and `[http]` roots must be
+    /// existing directories. Not part of [`Config::load`], so a file can be parsed and checked
+    /// anywhere (tests, CI, another host); the daemon calls this at start and `check-config`
+    /// reports it too. `file` names the configuration in the error.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the key (`tftp.root`, `http.root`) and the problem.
+    pub fn check_filesystem(&self, file: &str) -> Result<(), ConfigError> {
+        let roots = [
+            ("tftp.root", self.tftp.as_ref().map(|t| &t.root)),
+            ("http.root", self.http.as_ref().map(|h| &h.root)),
+        ];
+        for (key, root) in roots {
+            let Some(root) = root else { continue };
+            let problem = match std::fs::metadata(root) {
+                Ok(meta) if meta.is_dir() => continue,
+                Ok(_) => format!(
+                    "{} is not a directory: point it at the boot file directory",
+                    root.display()
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!(
+                    "{} does not exist: create it and put the boot files there, or fix the path",
+                    root.display()
+                ),
+                Err(e) => format!(
+                    "{} cannot be read ({e}): check its permissions",
+                    root.display()
+                ),
+            };
+            return Err(ConfigError::Invalid {
+                file: file.to_owned(),
+                line: None,
+                key: key.to_owned(),
+                problem,
+            });
+        }
+        Ok(())
     }
 }
 

@@ -6,9 +6,14 @@
 //! netbootd check-config --config FILE        validate the file and print a summary
 //! ```
 //!
-//! Exit status: 0 on a clean stop (SIGINT/SIGTERM), 2 for a bad command line or configuration,
-//! 1 for any other failure. The daemon needs only `CAP_NET_RAW` (raw sockets) and
-//! `CAP_NET_BIND_SERVICE` (UDP port 67 for relays).
+//! The daemon runs what the file configures: DHCP (`[[interface]]`/`[[subnet]]`), TFTP
+//! (`[tftp]`), HTTP boot (`[http]`) and `/metrics`; a file with only `[tftp]` is a TFTP-only
+//! edge. `NETBOOTD_TFTP_DRIVER` (`auto`, `uring`, `tokio`) overrides `[tftp] driver`.
+//!
+//! Exit status: 0 on a clean stop (SIGINT/SIGTERM), 2 for a bad command line or configuration
+//! (including a `[tftp]`/`[http]` root missing on this machine), 1 for any other failure. The
+//! daemon needs only `CAP_NET_RAW` (raw sockets) and `CAP_NET_BIND_SERVICE` (UDP ports 67 and
+//! 69, and an HTTP port below 1024).
 
 use std::io::{self, IsTerminal, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -18,13 +23,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use ims_netboot::config::{Config, LogFormat};
+use ims_netboot::config::{Config, LogFormat, TFTP_DRIVER_ENV, TftpConfig, TftpDriver};
 use ims_netboot::dhcp::{Lease, LeaseState, Server, UnixTime};
+use ims_netboot::http::{self, HttpError, HttpState};
 use ims_netboot::io::dhcp_driver::{DhcpDriver, Sockets};
+use ims_netboot::io::tftp::{self, TftpOptions, TftpService};
 use ims_netboot::metrics;
 use ims_netboot::store::LeaseStore;
 use ims_netboot::store::lmdb::LmdbStore;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing::{error, info};
 
 /// The edge netboot daemon: DHCPv4 for registered bare-metal machines.
@@ -53,6 +61,15 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// List the edge's event log (phone-home, iPXE scripts, TFTP/HTTP transfers), oldest first.
+    Events {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Only events with a sequence number above this.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
     /// Validate the configuration file and print a summary.
     CheckConfig,
 }
@@ -71,10 +88,24 @@ fn main() -> ExitCode {
         }
     };
     let daemon = cli.command.is_none();
+    if daemon || matches!(cli.command, Some(Cmd::CheckConfig)) {
+        // Parsing checks the text; the roots must also exist on the machine that runs it.
+        if let Err(e) = config.check_filesystem(&path.display().to_string()) {
+            eprintln!("netbootd: {e}");
+            return ExitCode::from(2);
+        }
+        if let Some(t) = &config.tftp {
+            if let Err(e) = tftp_driver_requested(t) {
+                eprintln!("netbootd: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let result = match cli.command {
         None => run_daemon(config),
         Some(Cmd::Leases { json }) => list_leases(&config, json),
         Some(Cmd::Discovered { json }) => list_discovered(&config, json),
+        Some(Cmd::Events { json, after }) => list_events(&config, json, after),
         Some(Cmd::CheckConfig) => check_config(path, &config),
     };
     match result {
@@ -129,10 +160,11 @@ fn run_daemon(config: Config) -> anyhow::Result<()> {
 
 async fn daemon(config: Config, started: Instant) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let signal_tx = stop_tx.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         info!("shutdown requested");
-        let _ = stop_tx.send(true);
+        let _ = signal_tx.send(true);
     });
 
     let metrics_task = match config.metrics_listen {
@@ -156,33 +188,100 @@ async fn daemon(config: Config, started: Instant) -> anyhow::Result<()> {
         )
     })?;
     let leases = store.load_leases().context("loading leases")?;
+    let events = store.event_log().context("opening the event log")?;
     let dhcp = &config.dhcp;
     let dhcp_enabled = !dhcp.interfaces.is_empty() || !dhcp.subnets.is_empty();
-    let summary = (
-        dhcp.interfaces.len(),
-        dhcp.subnets.len(),
-        dhcp.machines.len(),
-        leases.len(),
-    );
-
-    let result = if dhcp_enabled {
-        let server = Server::new(config.dhcp.clone(), leases, unix_now());
-        let sockets = Sockets::open(dhcp, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67))
-            .context("opening DHCP sockets")?;
-        let driver = DhcpDriver::new(server, store, sockets, config.dhcp_driver.max_batch)?;
-        log_started(summary, started, true);
-        driver
-            .run(stop_rx.clone())
-            .await
-            .map_err(anyhow::Error::from)
-    } else {
-        drop(store);
-        info!("no [[interface]] and no [[subnet]] configured: DHCP is not running");
-        log_started(summary, started, false);
-        let mut stop = stop_rx.clone();
-        let _ = stop.wait_for(|s| *s).await;
-        Ok(())
+    let summary = Summary {
+        interfaces: dhcp.interfaces.len(),
+        subnets: dhcp.subnets.len(),
+        machines: dhcp.machines.len(),
+        leases: leases.len(),
+        dhcp: dhcp_enabled,
+        tftp: config.tftp.is_some(),
+        http: config.http.is_some(),
     };
+
+    // TFTP and HTTP run beside DHCP; each ends when `stop` turns true. Both bind before either
+    // starts, so a busy port fails the start with nothing left running.
+    let http_listener = match &config.http {
+        Some(http_config) => Some(
+            tokio::net::TcpListener::bind(http_config.listen)
+                .await
+                .map_err(|source| HttpError::Bind {
+                    addr: http_config.listen,
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let mut services: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    if let Some(tftp) = &config.tftp {
+        let service = start_tftp(tftp, events.clone(), stop_rx.clone())?;
+        services.spawn(async move { service.stopped().await.context("TFTP server") });
+    }
+    if let (Some(http_config), Some(listener)) = (&config.http, http_listener) {
+        let state = HttpState::new(http_config, &config.dhcp, Some(events.clone()));
+        info!(
+            listen = %listener.local_addr().unwrap_or(http_config.listen),
+            public_url = %http_config.public_url,
+            root = %http_config.root.display(),
+            max_downloads = http_config.max_downloads,
+            "HTTP boot server started"
+        );
+        let stop = stop_rx.clone();
+        services.spawn(async move {
+            http::serve(state, listener, stop)
+                .await
+                .context("HTTP boot server")
+        });
+    }
+    drop(events);
+
+    let dhcp_run = async {
+        if dhcp_enabled {
+            let server = Server::new(config.dhcp.clone(), leases, unix_now());
+            let sockets = Sockets::open(dhcp, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67))
+                .context("opening DHCP sockets")?;
+            let driver = DhcpDriver::new(server, store, sockets, config.dhcp_driver.max_batch)?;
+            log_started(&summary, started);
+            driver
+                .run(stop_rx.clone())
+                .await
+                .map_err(anyhow::Error::from)
+        } else {
+            drop(store);
+            info!("no [[interface]] and no [[subnet]] configured: DHCP is not running");
+            log_started(&summary, started);
+            let mut stop = stop_rx.clone();
+            let _ = stop.wait_for(|s| *s).await;
+            Ok(())
+        }
+    };
+    tokio::pin!(dhcp_run);
+
+    // Until DHCP ends (on the signal), watch the other services: one failing stops them all.
+    let mut failure: Option<anyhow::Error> = None;
+    let dhcp_result = loop {
+        tokio::select! {
+            result = &mut dhcp_run => break result,
+            Some(joined) = services.join_next(), if !services.is_empty() => {
+                if let Err(e) = service_result(joined, &stop_rx) {
+                    error!("{e:#}; stopping netbootd");
+                    failure.get_or_insert(e);
+                    let _ = stop_tx.send(true);
+                }
+            }
+        }
+    };
+    if dhcp_result.is_err() {
+        let _ = stop_tx.send(true);
+    }
+    while let Some(joined) = services.join_next().await {
+        if let Err(e) = service_result(joined, &stop_rx) {
+            error!("{e:#}");
+            failure.get_or_insert(e);
+        }
+    }
 
     if let Some(task) = metrics_task {
         // The listener stops on the same signal; an error there is worth reporting, not fatal.
@@ -193,24 +292,72 @@ async fn daemon(config: Config, started: Instant) -> anyhow::Result<()> {
             Err(_) => error!("metrics listener did not stop within 5 s"),
         }
     }
+    let result = match (dhcp_result, failure) {
+        (Err(e), _) | (Ok(()), Some(e)) => Err(e),
+        (Ok(()), None) => Ok(()),
+    };
     if result.is_ok() {
         info!("netbootd stopped");
     }
     result
 }
 
-fn log_started(
-    (interfaces, subnets, machines, leases): (usize, usize, usize, usize),
-    started: Instant,
+/// Start TFTP with the driver the file (or `NETBOOTD_TFTP_DRIVER`) asks for; it logs the
+/// driver and the effective `max_blksize`.
+fn start_tftp(
+    config: &TftpConfig,
+    events: ims_netboot::store::events::EventLog,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<TftpService> {
+    let requested = tftp_driver_requested(config)?;
+    let options = TftpOptions {
+        cache_capacity: None,
+        events: Some(events),
+    };
+    Ok(TftpService::start(config, requested, options, stop)?)
+}
+
+/// `[tftp] driver`, or `NETBOOTD_TFTP_DRIVER` when set.
+fn tftp_driver_requested(config: &TftpConfig) -> Result<TftpDriver, tftp::TftpError> {
+    let env = std::env::var(TFTP_DRIVER_ENV).ok();
+    tftp::requested_driver(config.driver, env.as_deref())
+}
+
+/// A finished service task: an error, or a stop nobody asked for, is a failure.
+fn service_result(
+    joined: Result<anyhow::Result<()>, tokio::task::JoinError>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    match joined {
+        Ok(Ok(())) if *stop.borrow() => Ok(()),
+        Ok(Ok(())) => Err(anyhow::anyhow!("a service stopped unexpectedly")),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(anyhow::anyhow!("a service task failed: {e}")),
+    }
+}
+
+/// What the startup line reports.
+#[derive(Debug)]
+struct Summary {
+    interfaces: usize,
+    subnets: usize,
+    machines: usize,
+    leases: usize,
     dhcp: bool,
-) {
+    tftp: bool,
+    http: bool,
+}
+
+fn log_started(summary: &Summary, started: Instant) {
     info!(
         version = env!("CARGO_PKG_VERSION"),
-        interfaces,
-        subnets,
-        machines,
-        leases,
-        dhcp,
+        interfaces = summary.interfaces,
+        subnets = summary.subnets,
+        machines = summary.machines,
+        leases = summary.leases,
+        dhcp = summary.dhcp,
+        tftp = summary.tftp,
+        http = summary.http,
         startup_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         "netbootd started"
     );
@@ -328,6 +475,35 @@ fn write_table(out: &mut impl Write, leases: &[Lease]) -> io::Result<()> {
     write_columns(out, &header, &rows)
 }
 
+fn list_events(config: &Config, json: bool, after: u64) -> anyhow::Result<()> {
+    let store = LmdbStore::open_read_only(&config.data_dir)?;
+    let events = store.event_log()?.list(after, usize::MAX)?;
+    let mut out = io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &events)?;
+        writeln!(out)?;
+    } else {
+        let rows: Vec<Vec<String>> = events
+            .iter()
+            .map(|e| {
+                let detail = serde_json::to_value(&e.kind)
+                    .ok()
+                    .and_then(|v| v.as_object().and_then(|o| o.values().next().cloned()))
+                    .map_or_else(String::new, |v| v.to_string());
+                vec![
+                    e.seq.to_string(),
+                    rfc3339(e.at),
+                    e.kind.name().to_owned(),
+                    detail,
+                ]
+            })
+            .collect();
+        write_columns(&mut out, &["SEQ", "TIME", "EVENT", "DETAIL"], &rows)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 fn list_discovered(config: &Config, json: bool) -> anyhow::Result<()> {
     let store = LmdbStore::open_read_only(&config.data_dir)?;
     let mut machines = store.load_discovered()?;
@@ -418,13 +594,63 @@ fn check_config(path: &Path, config: &Config) -> anyhow::Result<()> {
             s.cidr, s.lease_time
         )?;
     }
-    writeln!(out, "boot profiles: {}", dhcp.boot_profiles.len())?;
+    let scripts = dhcp
+        .boot_profiles
+        .values()
+        .filter(|p| p.kernel.is_some())
+        .count();
+    writeln!(
+        out,
+        "boot profiles: {} ({scripts} with an iPXE kernel)",
+        dhcp.boot_profiles.len()
+    )?;
     writeln!(out, "machines: {}", dhcp.machines.len())?;
+    match &config.tftp {
+        Some(t) => {
+            let (blksize, source) = tftp::effective_max_blksize(t);
+            let requested = tftp_driver_requested(t)?;
+            let driver = match tftp::select_driver(requested, tftp::probe_uring) {
+                Ok(kind) => kind.as_str().to_owned(),
+                Err(e) => format!("cannot start: {e}"),
+            };
+            let requested = match requested {
+                TftpDriver::Auto => "auto",
+                TftpDriver::Uring => "uring",
+                TftpDriver::Tokio => "tokio",
+            };
+            writeln!(out, "tftp: {} (root {})", t.listen, t.root.display())?;
+            writeln!(out, "  driver: {requested} -> {driver}")?;
+            writeln!(out, "  max_blksize: {blksize} ({source})")?;
+            writeln!(
+                out,
+                "  max_windowsize {}, max_transfers {}, max_queue {}, timeout {}, max_retries {}",
+                t.max_windowsize,
+                t.max_transfers,
+                t.max_queue,
+                humantime::format_duration(t.timeout),
+                t.max_retries
+            )?;
+        }
+        None => writeln!(out, "tftp: disabled")?,
+    }
+    match &config.http {
+        Some(h) => {
+            writeln!(out, "http: {} (root {})", h.listen, h.root.display())?;
+            writeln!(
+                out,
+                "  public_url {}, max_downloads {}",
+                h.public_url, h.max_downloads
+            )?;
+        }
+        None => writeln!(out, "http: disabled")?,
+    }
     if dhcp.interfaces.is_empty() && dhcp.subnets.is_empty() {
-        writeln!(
-            out,
+        let note = if config.tftp.is_some() {
+            "note: no [[interface]] and no [[subnet]]: DHCP will not run (a TFTP-only edge)"
+        } else {
             "note: no [[interface]] and no [[subnet]]: DHCP will not run"
-        )?;
+        };
+        writeln!(out, "{note}")?;
     }
     out.flush()?;
     Ok(())

@@ -22,6 +22,21 @@
 //! | `netbootd_dhcp_commit_failures_total` | counter | |
 //! | `netbootd_dhcp_send_errors_total` | counter | `interface` |
 //! | `netbootd_build_info` | gauge (1) | `version` |
+//! | `netbootd_tftp_active_transfers` | gauge | |
+//! | `netbootd_tftp_queued_requests` | gauge | |
+//! | `netbootd_tftp_bytes_sent_total` | counter | |
+//! | `netbootd_tftp_data_packets_total` | counter | |
+//! | `netbootd_tftp_retransmits_total` | counter | |
+//! | `netbootd_tftp_transfers_completed_total` | counter | |
+//! | `netbootd_tftp_transfers_failed_total` | counter | `reason` (every reason, from 0) |
+//! | `netbootd_tftp_requests_refused_total` | counter | `reason` (every reason, from 0) |
+//! | `netbootd_tftp_negotiated_blksize` | histogram | |
+//! | `netbootd_tftp_negotiated_windowsize` | histogram | |
+//! | `netbootd_tftp_transfer_duration_seconds` | histogram | |
+//! | `netbootd_tftp_driver` | gauge (1) | `driver` (`uring` or `tokio`) |
+//! | `netbootd_tftp_cache_bytes` | gauge | |
+//! | `netbootd_tftp_send_errors_total` | counter | |
+//! | `netbootd_tftp_events_dropped_total` | counter | |
 
 use std::future::Future;
 use std::io;
@@ -65,6 +80,52 @@ pub const COMMIT_FAILURES: &str = "netbootd_dhcp_commit_failures_total";
 pub const SEND_ERRORS: &str = "netbootd_dhcp_send_errors_total";
 /// Always 1; the `version` label carries the build.
 pub const BUILD_INFO: &str = "netbootd_build_info";
+
+/// TFTP transfers running.
+pub const TFTP_ACTIVE: &str = "netbootd_tftp_active_transfers";
+/// TFTP requests waiting for a transfer slot.
+pub const TFTP_QUEUED: &str = "netbootd_tftp_queued_requests";
+/// DATA payload bytes sent (retransmissions included).
+pub const TFTP_BYTES_SENT: &str = "netbootd_tftp_bytes_sent_total";
+/// DATA packets sent (retransmissions included).
+pub const TFTP_DATA_PACKETS: &str = "netbootd_tftp_data_packets_total";
+/// DATA packets sent again.
+pub const TFTP_RETRANSMITS: &str = "netbootd_tftp_retransmits_total";
+/// Transfers that delivered the whole file.
+pub const TFTP_COMPLETED: &str = "netbootd_tftp_transfers_completed_total";
+/// Transfers that ended without delivering the file, by reason.
+pub const TFTP_FAILED: &str = "netbootd_tftp_transfers_failed_total";
+/// Requests refused before a transfer started, by reason.
+pub const TFTP_REFUSED: &str = "netbootd_tftp_requests_refused_total";
+/// Block size of each started transfer.
+pub const TFTP_BLKSIZE: &str = "netbootd_tftp_negotiated_blksize";
+/// Window size of each started transfer.
+pub const TFTP_WINDOWSIZE: &str = "netbootd_tftp_negotiated_windowsize";
+/// Duration of each completed transfer.
+pub const TFTP_DURATION: &str = "netbootd_tftp_transfer_duration_seconds";
+/// Always 1; the `driver` label says which TFTP driver runs.
+pub const TFTP_DRIVER: &str = "netbootd_tftp_driver";
+/// Bytes of boot files held in the TFTP file cache.
+pub const TFTP_CACHE_BYTES: &str = "netbootd_tftp_cache_bytes";
+/// TFTP datagrams that could not be sent.
+pub const TFTP_SEND_ERRORS: &str = "netbootd_tftp_send_errors_total";
+/// TFTP events not written to the event log because its queue was full.
+pub const TFTP_EVENTS_DROPPED: &str = "netbootd_tftp_events_dropped_total";
+
+/// Buckets of [`TFTP_BLKSIZE`]: the sizes firmware and clients commonly ask for, and the MTU
+/// fits (1428/1432 with tunnels, 1468 Ethernet, 8968 jumbo frames).
+const TFTP_BLKSIZE_BUCKETS: &[f64] = &[
+    512.0, 1024.0, 1408.0, 1428.0, 1432.0, 1456.0, 1468.0, 2048.0, 4096.0, 8192.0, 8968.0, 16384.0,
+    32768.0, 65464.0,
+];
+/// Buckets of [`TFTP_WINDOWSIZE`]: powers of two.
+const TFTP_WINDOWSIZE_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+/// Buckets of [`TFTP_DURATION`]: from a small script (10 ms) to a large image on a slow link.
+const TFTP_DURATION_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
 
 /// Buckets of [`COMMIT_SECONDS`]: from 100 µs (page cache, no fsync) to 2.5 s (a stalled disk).
 const COMMIT_SECONDS_BUCKETS: &[f64] = &[
@@ -121,18 +182,32 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
     if let Some(handle) = slot.as_ref() {
         return Ok(handle.clone());
     }
-    let recorder = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(COMMIT_SECONDS.into()), COMMIT_SECONDS_BUCKETS)?
-        .set_buckets_for_metric(
-            Matcher::Full(COMMIT_BATCH_SIZE.into()),
-            COMMIT_BATCH_SIZE_BUCKETS,
-        )?
-        .build_recorder();
+    let recorder = builder()?.build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|_| MetricsError::RecorderTaken)?;
     describe();
     *slot = Some(handle.clone());
     Ok(handle)
+}
+
+/// The recorder's configuration: histogram buckets per metric.
+fn builder() -> Result<PrometheusBuilder, MetricsError> {
+    Ok(PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(COMMIT_SECONDS.into()), COMMIT_SECONDS_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(COMMIT_BATCH_SIZE.into()),
+            COMMIT_BATCH_SIZE_BUCKETS,
+        )?
+        .set_buckets_for_metric(Matcher::Full(TFTP_BLKSIZE.into()), TFTP_BLKSIZE_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(TFTP_WINDOWSIZE.into()),
+            TFTP_WINDOWSIZE_BUCKETS,
+        )?
+        .set_buckets_for_metric(Matcher::Full(TFTP_DURATION.into()), TFTP_DURATION_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(crate::http::REQUEST_DURATION.into()),
+            crate::http::REQUEST_DURATION_BUCKETS,
+        )?)
 }
 
 /// Help texts, and the series that must exist from the start.
@@ -168,6 +243,55 @@ fn describe() {
         "Replies that could not be transmitted, by interface"
     );
     describe_gauge!(BUILD_INFO, "Build information; always 1");
+    describe_gauge!(TFTP_ACTIVE, "TFTP transfers running");
+    describe_gauge!(TFTP_QUEUED, "TFTP requests waiting for a transfer slot");
+    describe_counter!(
+        TFTP_BYTES_SENT,
+        Unit::Bytes,
+        "TFTP DATA payload bytes sent, retransmissions included"
+    );
+    describe_counter!(
+        TFTP_DATA_PACKETS,
+        "TFTP DATA packets sent, retransmissions included"
+    );
+    describe_counter!(TFTP_RETRANSMITS, "TFTP DATA packets sent again");
+    describe_counter!(
+        TFTP_COMPLETED,
+        "TFTP transfers that delivered the whole file"
+    );
+    describe_counter!(
+        TFTP_FAILED,
+        "TFTP transfers that ended without delivering the file, by reason"
+    );
+    describe_counter!(
+        TFTP_REFUSED,
+        "TFTP requests refused before a transfer started, by reason"
+    );
+    describe_histogram!(
+        TFTP_BLKSIZE,
+        Unit::Bytes,
+        "Block size of each TFTP transfer"
+    );
+    describe_histogram!(TFTP_WINDOWSIZE, "Window size of each TFTP transfer");
+    describe_histogram!(
+        TFTP_DURATION,
+        Unit::Seconds,
+        "Duration of each completed TFTP transfer, from request to final ACK"
+    );
+    describe_gauge!(
+        TFTP_DRIVER,
+        "The TFTP driver running (label driver); always 1"
+    );
+    describe_gauge!(
+        TFTP_CACHE_BYTES,
+        Unit::Bytes,
+        "Bytes of boot files held in the TFTP file cache"
+    );
+    describe_counter!(TFTP_SEND_ERRORS, "TFTP datagrams that could not be sent");
+    describe_counter!(
+        TFTP_EVENTS_DROPPED,
+        "TFTP events not written to the event log because its queue was full"
+    );
     for reason in DropReason::ALL {
         counter!(DROPPED, "reason" => reason.as_str()).absolute(0);
     }
@@ -223,6 +347,60 @@ pub fn record_commit_failure() {
 /// Record a reply that could not be sent on `interface` (a name, or `relay`).
 pub fn record_send_error(interface: &str) {
     counter!(SEND_ERRORS, "interface" => interface.to_owned()).increment(1);
+}
+
+/// Mark the TFTP server as running on `driver` (`uring` or `tokio`) and export every failure
+/// and refusal reason at 0, so dashboards see the series before the first failure.
+pub fn tftp_started(driver: &'static str) {
+    gauge!(TFTP_DRIVER, "driver" => driver).set(1.0);
+    for reason in crate::tftp::FailReason::ALL {
+        counter!(TFTP_FAILED, "reason" => reason.as_str()).absolute(0);
+        counter!(TFTP_REFUSED, "reason" => reason.as_str()).absolute(0);
+    }
+    counter!(TFTP_SEND_ERRORS).absolute(0);
+}
+
+/// Copy the TFTP core's counters and gauges (absolute values), and the cache size.
+pub fn publish_tftp_stats(
+    stats: &crate::tftp::Stats,
+    active_transfers: usize,
+    queued_requests: usize,
+    cache_bytes: u64,
+) {
+    gauge!(TFTP_ACTIVE).set(active_transfers as f64);
+    gauge!(TFTP_QUEUED).set(queued_requests as f64);
+    gauge!(TFTP_CACHE_BYTES).set(cache_bytes as f64);
+    counter!(TFTP_BYTES_SENT).absolute(stats.bytes_sent);
+    counter!(TFTP_DATA_PACKETS).absolute(stats.data_packets_sent);
+    counter!(TFTP_RETRANSMITS).absolute(stats.retransmitted_packets);
+    counter!(TFTP_COMPLETED).absolute(stats.completed);
+    for (reason, n) in &stats.failed {
+        counter!(TFTP_FAILED, "reason" => reason.as_str()).absolute(*n);
+    }
+    for (reason, n) in &stats.refused {
+        counter!(TFTP_REFUSED, "reason" => reason.as_str()).absolute(*n);
+    }
+}
+
+/// Record the options of a started TFTP transfer.
+pub fn record_tftp_started(blksize: u16, windowsize: u16) {
+    histogram!(TFTP_BLKSIZE).record(f64::from(blksize));
+    histogram!(TFTP_WINDOWSIZE).record(f64::from(windowsize));
+}
+
+/// Record the duration of a completed TFTP transfer.
+pub fn record_tftp_completed(duration: Duration) {
+    histogram!(TFTP_DURATION).record(duration.as_secs_f64());
+}
+
+/// Record a TFTP datagram that could not be sent.
+pub fn record_tftp_send_error() {
+    counter!(TFTP_SEND_ERRORS).increment(1);
+}
+
+/// Record TFTP events dropped because the event log could not keep up.
+pub fn record_tftp_events_dropped(n: u64) {
+    counter!(TFTP_EVENTS_DROPPED).increment(n);
 }
 
 /// The exporter's routes: `GET /metrics` and `GET /healthz`.
@@ -307,34 +485,43 @@ mod tests {
 
     #[test]
     fn serves_every_metric_name_and_healthz() {
-        let handle = install().expect("install");
+        let global = install().expect("install");
         assert!(install().is_ok(), "install is idempotent");
+        drop(global);
 
-        let mut stats = Stats::default();
-        stats.received.insert(
-            (
-                IngressLabel::Interface("eth9".into()),
-                MessageType::Discover,
-            ),
-            7,
-        );
-        stats
-            .received
-            .insert((IngressLabel::Relay, MessageType::Request), 3);
-        stats.replies.insert(MessageType::Offer, 5);
-        stats.drops.insert(DropReason::UnknownClient, 2);
-        publish_dhcp_stats(&stats);
-        publish_dhcp_gauges(
-            4,
-            &[PoolUsage {
-                subnet: Ipv4Net::new(Ipv4Addr::new(10, 1, 0, 0), 24).expect("net"),
-                size: 100,
-                used: 25,
-            }],
-        );
-        record_commit(Duration::from_millis(2), 17);
-        record_commit_failure();
-        record_send_error("eth9");
+        // Record into a recorder of its own: other tests running in parallel record into the
+        // global one (commits, send errors), which would make exact counts flaky.
+        let recorder = builder().expect("builder").build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+
+            let mut stats = Stats::default();
+            stats.received.insert(
+                (
+                    IngressLabel::Interface("eth9".into()),
+                    MessageType::Discover,
+                ),
+                7,
+            );
+            stats
+                .received
+                .insert((IngressLabel::Relay, MessageType::Request), 3);
+            stats.replies.insert(MessageType::Offer, 5);
+            stats.drops.insert(DropReason::UnknownClient, 2);
+            publish_dhcp_stats(&stats);
+            publish_dhcp_gauges(
+                4,
+                &[PoolUsage {
+                    subnet: Ipv4Net::new(Ipv4Addr::new(10, 1, 0, 0), 24).expect("net"),
+                    size: 100,
+                    used: 25,
+                }],
+            );
+            record_commit(Duration::from_millis(2), 17);
+            record_commit_failure();
+            record_send_error("eth9");
+        });
 
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -392,5 +579,57 @@ mod tests {
 
         tx.send(()).expect("shutdown");
         server.join().expect("join").expect("serve");
+    }
+
+    #[test]
+    fn tftp_metrics_are_rendered() {
+        use crate::tftp::FailReason;
+
+        // A recorder of its own: the global one is shared with tests running in parallel.
+        let recorder = builder().expect("builder").build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            tftp_started("tokio");
+            let mut stats = crate::tftp::Stats {
+                bytes_sent: 123_456,
+                data_packets_sent: 90,
+                retransmitted_packets: 4,
+                completed: 3,
+                ..crate::tftp::Stats::default()
+            };
+            stats.failed.insert(FailReason::Timeout, 2);
+            stats.refused.insert(FailReason::BadPath, 5);
+            publish_tftp_stats(&stats, 7, 11, 30 << 20);
+            record_tftp_started(1468, 16);
+            record_tftp_completed(Duration::from_millis(700));
+            record_tftp_send_error();
+        });
+        let body = handle.render();
+        for line in [
+            "netbootd_tftp_driver{driver=\"tokio\"} 1",
+            "netbootd_tftp_active_transfers 7",
+            "netbootd_tftp_queued_requests 11",
+            "netbootd_tftp_cache_bytes 31457280",
+            "netbootd_tftp_bytes_sent_total 123456",
+            "netbootd_tftp_data_packets_total 90",
+            "netbootd_tftp_retransmits_total 4",
+            "netbootd_tftp_transfers_completed_total 3",
+            "netbootd_tftp_transfers_failed_total{reason=\"timeout\"} 2",
+            "netbootd_tftp_transfers_failed_total{reason=\"not_found\"} 0",
+            "netbootd_tftp_requests_refused_total{reason=\"bad_path\"} 5",
+            "netbootd_tftp_requests_refused_total{reason=\"busy\"} 0",
+            "netbootd_tftp_negotiated_blksize_bucket{le=\"1468\"} 1",
+            "netbootd_tftp_negotiated_blksize_bucket{le=\"1456\"} 0",
+            "netbootd_tftp_negotiated_windowsize_bucket{le=\"16\"} 1",
+            "netbootd_tftp_negotiated_windowsize_bucket{le=\"8\"} 0",
+            "netbootd_tftp_transfer_duration_seconds_bucket{le=\"1\"} 1",
+            "netbootd_tftp_transfer_duration_seconds_bucket{le=\"0.5\"} 0",
+            "netbootd_tftp_send_errors_total 1",
+        ] {
+            assert!(
+                body.lines().any(|l| l == line),
+                "missing {line:?} in\n{body}"
+            );
+        }
     }
 }

@@ -708,12 +708,22 @@ fn example_configs_are_accepted() {
         })
         .collect();
     files.sort();
+    // `check-config` also checks that the served root exists: point the examples' root at a
+    // directory that does (the examples use /srv/netboot, absent on a build machine).
+    let scratch = std::env::temp_dir().join(format!("nb-examples-{}", std::process::id()));
+    let root = scratch.join("srv-netboot");
+    std::fs::create_dir_all(&root).expect("create scratch root");
     for path in files {
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let copy = scratch.join(path.file_name().expect("file name"));
+        std::fs::write(&copy, text.replace("/srv/netboot", &root.to_string_lossy()))
+            .expect("write copy");
         let out = support::run(
             Command::new(NETBOOTD)
                 .arg("check-config")
                 .arg("--config")
-                .arg(&path),
+                .arg(&copy),
             Duration::from_secs(10),
         );
         assert!(
@@ -722,6 +732,7 @@ fn example_configs_are_accepted() {
             path.display()
         );
     }
+    let _ = std::fs::remove_dir_all(&scratch);
 }
 
 /// Discovery mode: on a subnet with `allow_unknown = true` an unknown MAC gets a dynamic address

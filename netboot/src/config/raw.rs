@@ -36,6 +36,10 @@ pub struct RawConfig {
     /// `[[machine]]` entries.
     #[serde(default)]
     pub machine: Vec<Spanned<RawMachine>>,
+    /// `[tftp]`: the TFTP server; absent means no TFTP.
+    pub tftp: Option<Spanned<RawTftp>>,
+    /// `[http]`: the HTTP boot server; absent means no HTTP.
+    pub http: Option<Spanned<RawHttp>>,
 }
 
 /// `log_format`.
@@ -120,6 +124,64 @@ pub struct RawBootProfile {
     pub http_arm64: Option<String>,
     /// What iPXE gets: the next stage, usually a script URL.
     pub ipxe_script: Option<String>,
+    /// Kernel for the per-machine iPXE script: a path under the root or a URL.
+    pub kernel: Option<String>,
+    /// Initrd for the per-machine iPXE script: a path under the root or a URL.
+    pub initrd: Option<String>,
+    /// Kernel command line; `{hostname}`, `{ip}`, `{mac}` and `{phone_home}` are substituted.
+    pub cmdline: Option<String>,
+}
+
+/// `[tftp]`. Only `root` is required.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTftp {
+    /// Directory served; nothing outside it is read. Must exist when the daemon starts.
+    pub root: Option<String>,
+    /// `host:port` to listen on (default `0.0.0.0:69`).
+    pub listen: Option<String>,
+    /// Largest `blksize` granted, 8–65464 (default: fitted to the MTU of the interface holding
+    /// `listen`, 1468 on a 1500-byte Ethernet).
+    pub max_blksize: Option<u16>,
+    /// Largest `windowsize` granted, 1–65535 (default 64).
+    pub max_windowsize: Option<u16>,
+    /// Transfers running at once (default 256).
+    pub max_transfers: Option<usize>,
+    /// Requests waiting for a free slot before "server busy" (default 4 × `max_transfers`).
+    pub max_queue: Option<usize>,
+    /// Retransmission timeout when the client asks for none (default 1 s).
+    pub timeout: Option<RawDuration>,
+    /// Retransmissions of one window before a transfer fails (default 5).
+    pub max_retries: Option<u32>,
+    /// `"auto"` (default), `"uring"` or `"tokio"`; env `NETBOOTD_TFTP_DRIVER` overrides.
+    pub driver: Option<RawTftpDriver>,
+}
+
+/// `[tftp] driver`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawTftpDriver {
+    /// io_uring when the kernel allows it, else plain tokio.
+    Auto,
+    /// io_uring only.
+    Uring,
+    /// Plain tokio sockets.
+    Tokio,
+}
+
+/// `[http]`. Only `listen` is required.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// `host:port` to listen on, such as `0.0.0.0:8080`.
+    pub listen: Option<String>,
+    /// Directory served (default: the `[tftp] root`; required without `[tftp]`).
+    pub root: Option<String>,
+    /// Base URL machines reach this server at (default `http://<listen>`, with the first
+    /// `[[interface]]` address when `listen` is a wildcard).
+    pub public_url: Option<String>,
+    /// Concurrent file downloads (default 256); further requests wait.
+    pub max_downloads: Option<usize>,
 }
 
 /// `[[machine]]`.

@@ -19,7 +19,7 @@ use super::{
     BootProfile, Config, DEFAULT_DATA_DIR, DEFAULT_DECLINE_QUARANTINE, DEFAULT_LEASE_TIME,
     DEFAULT_MAX_BATCH, DEFAULT_METRICS_LISTEN, DEFAULT_OFFER_TIMEOUT,
     DEFAULT_UNKNOWN_LOG_PER_MINUTE, DhcpConfig, DhcpDriverConfig, Interface, Invalid, LogFormat,
-    MIN_LEASE_TIME, Machine, Subnet,
+    MIN_LEASE_TIME, Machine, Subnet, services,
 };
 
 /// Longest kernel interface name (`IFNAMSIZ` − 1).
@@ -80,6 +80,12 @@ pub(crate) fn validate(raw: RawConfig) -> Res<Config> {
     let subnets = subnets(&raw.subnet, &boot_profiles)?;
     let interfaces = interfaces(&raw.interface, &subnets)?;
     let machines = machines(&raw.machine, &subnets, &interfaces, &boot_profiles)?;
+    let tftp = raw.tftp.as_ref().map(services::tftp).transpose()?;
+    let http = raw
+        .http
+        .as_ref()
+        .map(|http| services::http(http, tftp.as_ref(), &interfaces))
+        .transpose()?;
 
     Ok(Config {
         data_dir,
@@ -97,8 +103,8 @@ pub(crate) fn validate(raw: RawConfig) -> Res<Config> {
         dhcp_driver: DhcpDriverConfig {
             max_batch: tuning.max_batch,
         },
-        tftp: None,
-        http: None,
+        tftp,
+        http,
     })
 }
 
@@ -204,6 +210,7 @@ fn boot_profiles(raw: &[Spanned<RawBootProfile>]) -> Res<BTreeMap<String, BootPr
                 boot_file(&format!("{at}.{key}"), span.clone(), value, url)?;
             }
         }
+        services::boot_script(&at, span.clone(), p)?;
         out.insert(
             p.name.clone(),
             BootProfile {
@@ -214,9 +221,9 @@ fn boot_profiles(raw: &[Spanned<RawBootProfile>]) -> Res<BTreeMap<String, BootPr
                 http: p.http.clone(),
                 http_arm64: p.http_arm64.clone(),
                 ipxe_script: p.ipxe_script.clone(),
-                kernel: None,
-                initrd: None,
-                cmdline: None,
+                kernel: p.kernel.clone(),
+                initrd: p.initrd.clone(),
+                cmdline: p.cmdline.clone(),
             },
         );
     }

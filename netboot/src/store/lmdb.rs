@@ -9,6 +9,11 @@
 //! | `leases`     | IPv4 address, 4 bytes (BE)   | [`RECORD_VERSION`] byte + CBOR of [`Lease`]  |
 //! | `discovered` | MAC address, 6 bytes         | [`RECORD_VERSION`] byte + CBOR of [`DiscoveredMachine`] |
 //! | `meta`       | `schema`                     | schema version, `u32` big-endian            |
+//! | `events`     | sequence number, `u64` BE    | [`RECORD_VERSION`] byte + CBOR of an [`Event`](super::events::Event) |
+//! | `meta`       | `events/next_seq`            | next event sequence number, `u64` BE        |
+//!
+//! The `events` database was added without a schema bump: an older `netbootd` ignores it, and
+//! a store written by one gains it on the next read-write open.
 //!
 //! Big-endian address keys make LMDB's byte order the numeric order, so leases load sorted by IP.
 //!
@@ -30,6 +35,7 @@ use std::io::ErrorKind;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, RoTxn, RwTxn, WithoutTls};
@@ -38,6 +44,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::events::EventLog;
 use super::{LeaseStore, StoreError, StoreOp};
 use crate::dhcp::{DiscoveredMachine, Lease};
 use crate::io::lmdb_env::{EnvMode, open_env};
@@ -58,6 +65,7 @@ const MAX_DBS: u32 = 8;
 const LEASES_DB: &str = "leases";
 const DISCOVERED_DB: &str = "discovered";
 const META_DB: &str = "meta";
+const EVENTS_DB: &str = "events";
 const SCHEMA_KEY: &[u8] = b"schema";
 
 /// File in the store directory a writer holds an exclusive `flock` on.
@@ -65,7 +73,7 @@ const LOCK_FILE: &str = "netbootd.lock";
 /// LMDB's data file, whose absence means "no store here".
 const DATA_FILE: &str = "data.mdb";
 
-type RawDb = Database<'static, Bytes, Bytes>;
+pub(super) type RawDb = Database<'static, Bytes, Bytes>;
 
 /// The LMDB lease store. See the module docs for the layout.
 pub struct LmdbStore {
@@ -73,11 +81,13 @@ pub struct LmdbStore {
     leases: RawDb,
     discovered: RawDb,
     meta: RawDb,
+    /// `None` only in a read-only store written before event logs existed.
+    events: Option<RawDb>,
     path: PathBuf,
     read_only: bool,
-    /// Held (never read) for as long as the store is open; declared after `env` so the
-    /// environment closes before the lock is released.
-    _writer_lock: Option<Flock<File>>,
+    /// Held for as long as the store or an [`EventLog`] from it is open; declared
+    /// after `env` so the environment closes before the lock is released.
+    writer_lock: Option<Arc<Flock<File>>>,
 }
 
 impl std::fmt::Debug for LmdbStore {
@@ -122,6 +132,7 @@ impl LmdbStore {
                 let discovered =
                     opener.create_database::<Bytes, Bytes>(wtxn, Some(DISCOVERED_DB))?;
                 let meta = opener.create_database::<Bytes, Bytes>(wtxn, Some(META_DB))?;
+                let events = opener.create_database::<Bytes, Bytes>(wtxn, Some(EVENTS_DB))?;
                 let found = read_schema(dir, &meta, wtxn)?;
                 match found {
                     Some(found) if found > SCHEMA_VERSION => {
@@ -131,10 +142,10 @@ impl LmdbStore {
                     // A new store, or (in later versions) an older schema to migrate here.
                     _ => meta.put(wtxn, SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?,
                 }
-                Ok(CommitOrAbort::Commit((leases, discovered, meta)))
+                Ok(CommitOrAbort::Commit((leases, discovered, meta, events)))
             })
             .map_err(|e| e.into_store_error(dir))?;
-        let (leases, discovered, meta) = match opened {
+        let (leases, discovered, meta, events) = match opened {
             CommitOrAbort::Commit(dbs) => dbs,
             CommitOrAbort::Abort(found) => {
                 return Err(StoreError::NewerSchema {
@@ -149,9 +160,10 @@ impl LmdbStore {
             leases,
             discovered,
             meta,
+            events: Some(events),
             path,
             read_only: false,
-            _writer_lock: Some(lock),
+            writer_lock: Some(Arc::new(lock)),
         })
     }
 
@@ -181,7 +193,7 @@ impl LmdbStore {
         let env =
             open_env(dir, EnvMode::ReadOnly, MAX_DBS).map_err(|source| lmdb_error(dir, source))?;
         let rtxn = env.read_txn().map_err(|source| lmdb_error(dir, source))?;
-        let (leases, discovered, meta) = env
+        let (leases, discovered, meta, events) = env
             .open_databases_and_commit(rtxn, |opener, rtxn| -> Result<_, OpenError> {
                 let open = |name: &str| {
                     opener
@@ -198,6 +210,9 @@ impl LmdbStore {
                 let leases = open(LEASES_DB)?;
                 let discovered = open(DISCOVERED_DB)?;
                 let meta = open(META_DB)?;
+                let events = opener
+                    .open_database::<Bytes, Bytes>(rtxn, Some(EVENTS_DB))
+                    .map_err(|source| lmdb_error(dir, source))?;
                 match read_schema(dir, &meta, rtxn)? {
                     Some(found) if found > SCHEMA_VERSION => {
                         Err(OpenError::Store(StoreError::NewerSchema {
@@ -206,7 +221,9 @@ impl LmdbStore {
                             supported: SCHEMA_VERSION,
                         }))
                     }
-                    Some(_) => Ok(CommitOrAbort::<_, ()>::Commit((leases, discovered, meta))),
+                    Some(_) => Ok(CommitOrAbort::<_, ()>::Commit((
+                        leases, discovered, meta, events,
+                    ))),
                     None => Err(OpenError::Store(StoreError::Corrupt {
                         key: "meta/schema".to_owned(),
                         reason: "missing: not a netbootd lease store".to_owned(),
@@ -224,9 +241,10 @@ impl LmdbStore {
             leases,
             discovered,
             meta,
+            events,
             path: dir.to_path_buf(),
             read_only: true,
-            _writer_lock: None,
+            writer_lock: None,
         })
     }
 
@@ -249,6 +267,24 @@ impl LmdbStore {
             key: "meta/schema".to_owned(),
             reason: "missing: not a netbootd lease store".to_owned(),
         })
+    }
+
+    /// The durable edge event log (the outbox), sharing this store's environment. A log from a
+    /// read-only store lists events but refuses appends; one from a store written before event
+    /// logs existed is empty. The log keeps the environment (and the writer lock) open after
+    /// the store itself is dropped.
+    ///
+    /// # Errors
+    /// None today; reserved for stores where the log cannot be opened.
+    pub fn event_log(&self) -> Result<EventLog, StoreError> {
+        Ok(EventLog::new(
+            self.env.clone(),
+            self.events,
+            self.meta,
+            self.path.clone(),
+            self.read_only,
+            self.writer_lock.clone(),
+        ))
     }
 
     /// The store directory.
@@ -426,7 +462,7 @@ fn read_schema(
 }
 
 /// `RECORD_VERSION` followed by the CBOR encoding of `value`.
-fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+pub(super) fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::with_capacity(128);
     out.push(RECORD_VERSION);
     ciborium::into_writer(value, &mut out).map_err(|e| StoreError::Corrupt {
@@ -437,7 +473,7 @@ fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
 }
 
 /// Decode a record written by [`encode`]; any problem is [`StoreError::Corrupt`] naming `key`.
-fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+pub(super) fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
         key: key.to_owned(),
         reason,
@@ -469,15 +505,15 @@ fn discovered_key_name(mac: MacAddr) -> String {
     format!("discovered/{mac}")
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn display(path: &Path) -> String {
+pub(super) fn display(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn lmdb_error(path: &Path, source: heed::Error) -> StoreError {
+pub(super) fn lmdb_error(path: &Path, source: heed::Error) -> StoreError {
     StoreError::Lmdb {
         path: display(path),
         source,

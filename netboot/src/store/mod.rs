@@ -7,6 +7,9 @@
 //!   so the driver can group many leases into one fsync and still persist before it promises.
 //! - [`memory::MemoryStore`]: the same behaviour in `BTreeMap`s, for tests and benches.
 //!
+//! The same LMDB environment also holds the durable edge event log ([`events::EventLog`], from
+//! [`lmdb::LmdbStore::event_log`]): the outbox of machine-visible steps for the control plane.
+//!
 //! Records carry a format-version byte and the store a schema version, so a newer `netbootd` can
 //! read what an older one wrote and an older one refuses a store it does not understand.
 
@@ -14,6 +17,7 @@ use std::net::Ipv4Addr;
 
 use crate::dhcp::{DiscoveredMachine, Lease};
 
+pub mod events;
 pub mod lmdb;
 pub mod memory;
 

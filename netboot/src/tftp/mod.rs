@@ -7,21 +7,43 @@
 //! ([`Packet::Data`]) so the driver can send it straight out of a shared buffer, without a
 //! per-client copy.
 //!
-//! CONTRACT (filled in by the core task):
+//! # Driving the core
 //!
 //! ```text
-//! Server::new(config: TftpLimits) -> Server
-//! handle_request(&mut self, now: Instant, peer: SocketAddr, bytes: &[u8])        // datagram on the listening socket (port 69)
-//! handle_datagram(&mut self, now: Instant, id: TransferId, peer: SocketAddr, bytes: &[u8]) // on transfer id's own socket (its TID)
-//! handle_file_opened(&mut self, now: Instant, id: TransferId, size: u64)          // after Command::Open succeeded
-//! handle_file_error(&mut self, now: Instant, id: TransferId, error: FileError)    // after Command::Open failed
-//! handle_timeout(&mut self, now: Instant)
-//! poll_command(&mut self) -> Option<Command>
-//! poll_timeout(&self) -> Option<Instant>
-//! stats(&self) -> &Stats
-//! active_transfers(&self) -> usize; queued_requests(&self) -> usize
+//! Server::new(limits: TftpLimits) -> Server
+//! handle_request(now, peer, bytes)        // datagram on the listening socket (port 69)
+//! handle_datagram(now, id, peer, bytes)   // datagram on transfer id's own socket (its TID)
+//! handle_file_opened(now, id, size)       // after Command::Open succeeded (size as served)
+//! handle_file_error(now, id, error)       // after Command::Open failed
+//! handle_timeout(now)                     // at or after poll_timeout()
+//! poll_command() -> Option<Command>       // drain after every handle_* call, perform in order
+//! poll_timeout() -> Option<Instant>
+//! stats() -> &Stats; active_transfers(); queued_requests()
 //! ```
+//!
+//! A transfer's life: `Open` → (`handle_file_opened`) `Event(Started)` → OACK, or DATA when no
+//! option was granted → … → `Close` → `Event(Ended)`. A failed open sends the client its ERROR
+//! from the transfer's socket, so the driver creates the socket before opening the file.
+//!
+//! Modules: [`wire`] (packet parse/emit), [`path`] (file-name normalisation), [`netascii`]
+//! (conversion the driver applies once per file), `options` (RFC 2347 negotiation), `transfer`
+//! (one transfer's window state machine), `server` (admission, queue, dispatch), `stats`.
 #![forbid(unsafe_code)]
+
+pub mod netascii;
+mod options;
+pub mod path;
+mod server;
+mod stats;
+mod transfer;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use path::PathError;
+pub use server::{QUEUE_TIMEOUT, Server};
+pub use stats::Stats;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -183,7 +205,8 @@ pub enum TransferEvent {
 pub enum Command {
     /// Create transfer `id`'s own UDP socket (ephemeral port) and open `path` (relative to the
     /// root, already normalised; the driver confines it, refusing symlinks out and non-regular
-    /// files) in `mode`; answer with `handle_file_opened` or `handle_file_error`.
+    /// files) in `mode`; answer with `handle_file_opened` or `handle_file_error`. Create the
+    /// socket first: after a failed open the client's ERROR goes out of it, before `Close`.
     Open {
         /// Transfer.
         id: TransferId,

@@ -10,6 +10,9 @@
 //! - [`dhcp`]: a small, test-only BOOTP/DHCP encoder/decoder, independent of the daemon's own.
 //! - [`observe`]: parsing `/metrics` (Prometheus text) and `netbootd leases --json`.
 //! - [`netns`]: run a closure on a thread that has entered a namespace (sockets, HTTP GET).
+//! - [`tftp`]: a boot-file lab (served root, addressed client, forced TFTP driver) and the real
+//!   TFTP clients (tftp-hpa, atftp, curl); [`tftp_wire`]: our own small TFTP client for the
+//!   requests real clients cannot make.
 //!
 //! Everything waits with a bound; nothing touches the root namespace's network or files other
 //! than `/etc/netns/<our namespace>/` (which `ip netns exec` bind-mounts over `/etc`).
@@ -23,6 +26,8 @@ pub(crate) mod dhcp;
 pub(crate) mod netns;
 pub(crate) mod observe;
 pub(crate) mod site;
+pub(crate) mod tftp;
+pub(crate) mod tftp_wire;
 
 use std::fmt;
 use std::io::Read;

@@ -95,6 +95,8 @@ pub(crate) struct Site {
     etc_dirs: Vec<PathBuf>,
     daemon: Option<Daemon>,
     config_text: Option<String>,
+    /// Extra environment for netbootd (set with [`Site::set_daemon_env`]).
+    daemon_env: Vec<(String, String)>,
     starts: u32,
     background: Vec<Background>,
     /// Dropped last (after `Drop::drop` stopped everything): keeps logs if the test failed.
@@ -130,6 +132,7 @@ impl Site {
             etc_dirs: Vec::new(),
             daemon: None,
             config_text: None,
+            daemon_env: Vec::new(),
             starts: 0,
             background: Vec::new(),
             dir: TempDir::new(&id),
@@ -291,6 +294,12 @@ impl Site {
         self.spawn_netbootd();
     }
 
+    /// Set an environment variable for netbootd's next start (such as `NETBOOTD_TFTP_DRIVER`).
+    pub(crate) fn set_daemon_env(&mut self, key: &str, value: &str) {
+        self.daemon_env.retain(|(k, _)| k != key);
+        self.daemon_env.push((key.to_owned(), value.to_owned()));
+    }
+
     /// Stop netbootd (SIGTERM) and start it again with the same config and data dir.
     pub(crate) fn restart_netbootd(&mut self) {
         let status = self.stop_netbootd();
@@ -316,6 +325,11 @@ impl Site {
             .env("RUST_LOG", "info,ims_netboot=debug,netbootd=debug")
             .env("NO_COLOR", "1")
             .env("RUST_BACKTRACE", "1")
+            .envs(
+                self.daemon_env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);

@@ -1,0 +1,419 @@
+//! The durable edge event log: every machine-visible step the edge took (phone-home, iPXE script,
+//! TFTP and HTTP transfers), in order, waiting to be delivered to the control plane.
+//!
+//! The log lives in the `events` database of the edge's LMDB environment (see
+//! [`super::lmdb`]); an [`EventLog`] comes from [`LmdbStore::event_log`](super::lmdb::LmdbStore::event_log)
+//! and shares the environment, so the DHCP driver's lease commits and event appends interleave
+//! safely (LMDB runs one write transaction at a time; writers on other threads wait).
+//!
+//! # Records
+//!
+//! Key: the event's sequence number, `u64` big-endian, so LMDB's order is the append order.
+//! Value: a format-version byte ([`RECORD_VERSION`](super::lmdb::RECORD_VERSION)) followed by the
+//! CBOR of [`Event`]. Sequence numbers start at 1, grow by one per event and are never reused,
+//! even after [`EventLog::remove_through`] deleted delivered events: the next number is kept in
+//! the `meta` database (`events/next_seq`). They are the idempotency keys of delivery.
+//!
+//! # Durability
+//!
+//! [`EventLog::append`] and [`EventLog::append_many`] return only once the write transaction is
+//! committed with LMDB's default sync (on disk). They block: call them from a blocking thread
+//! (`tokio::task::spawn_blocking`), never directly on an async executor thread.
+//!
+//! # Forward compatibility
+//!
+//! [`EventKind`] is an externally tagged enum (`{"PhoneHome": {...}}` in CBOR). serde's
+//! `#[serde(other)]` does not apply to externally tagged enums with data, so decoding goes
+//! through a CBOR value first: a record whose kind this build does not know (written by a newer
+//! `netbootd`) decodes as [`EventKind::Unknown`] carrying the kind's name, instead of failing
+//! the whole listing. New fields in known kinds must be optional (`#[serde(default)]`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use heed::{Env, RoTxn, RwTxn, WithoutTls};
+use ims_proto::MacAddr;
+use nix::fcntl::Flock;
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+use super::lmdb::{RawDb, decode, display, encode, hex, lmdb_error};
+use crate::dhcp::UnixTime;
+
+/// Largest phone-home body kept, in bytes; longer bodies are refused by the HTTP server.
+pub const MAX_PHONE_HOME_BODY: usize = 4096;
+
+/// Key in `meta` holding the next sequence number.
+const NEXT_SEQ_KEY: &[u8] = b"events/next_seq";
+
+/// One recorded step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Sequence number: 1, 2, 3, … in append order, never reused.
+    pub seq: u64,
+    /// Wall-clock time the step happened.
+    pub at: UnixTime,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened. See the module docs for how unknown kinds decode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// The installed OS called `POST /phone-home/{mac}`.
+    PhoneHome {
+        /// The registered machine.
+        mac: MacAddr,
+        /// Address the request came from.
+        ip: Option<IpAddr>,
+        /// Request body (at most [`MAX_PHONE_HOME_BODY`] bytes, invalid UTF-8 replaced).
+        body: Option<String>,
+    },
+    /// iPXE fetched the machine's script (`GET /boot.ipxe`).
+    IpxeScript {
+        /// The registered machine.
+        mac: MacAddr,
+        /// Client address.
+        peer: SocketAddr,
+        /// Boot profile used, when one was found.
+        profile: Option<String>,
+        /// Why the script only exits (netboot off, no kernel in the profile); `None` when it
+        /// boots the kernel.
+        refused: Option<String>,
+    },
+    /// A TFTP transfer started.
+    TftpStarted {
+        /// Client.
+        peer: SocketAddr,
+        /// Requested file (normalised).
+        path: String,
+        /// Negotiated block size.
+        blksize: u16,
+        /// Negotiated window size.
+        windowsize: u16,
+        /// Whether the client asked for `tsize`.
+        tsize: bool,
+    },
+    /// A TFTP transfer delivered the whole file.
+    TftpCompleted {
+        /// Client.
+        peer: SocketAddr,
+        /// Requested file.
+        path: String,
+        /// Bytes delivered.
+        bytes: u64,
+        /// From request to final ACK, in milliseconds.
+        duration_ms: u64,
+        /// Retransmitted DATA packets.
+        retransmits: u64,
+    },
+    /// A TFTP transfer ended without delivering the file.
+    TftpFailed {
+        /// Client.
+        peer: SocketAddr,
+        /// Requested file.
+        path: String,
+        /// Why (a short label such as `not_found` or `timeout`).
+        reason: String,
+    },
+    /// An HTTP boot-file download completed (whole file delivered).
+    HttpCompleted {
+        /// Client.
+        peer: SocketAddr,
+        /// Requested file (normalised).
+        path: String,
+        /// Body bytes sent.
+        bytes: u64,
+        /// From request to last byte, in milliseconds.
+        duration_ms: u64,
+        /// Response status (200, or 206 for a range).
+        status: u16,
+    },
+    /// A kind this build does not know, written by a newer `netbootd`. Never appended by this
+    /// build; the uplink should skip (not resend) such events.
+    Unknown {
+        /// The kind's name as stored.
+        name: String,
+    },
+}
+
+impl EventKind {
+    /// Variant names this build decodes (everything but [`EventKind::Unknown`]).
+    const KNOWN: &'static [&'static str] = &[
+        "PhoneHome",
+        "IpxeScript",
+        "TftpStarted",
+        "TftpCompleted",
+        "TftpFailed",
+        "HttpCompleted",
+    ];
+
+    /// The kind's name (the CBOR tag), for logs and metrics.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::PhoneHome { .. } => "PhoneHome",
+            Self::IpxeScript { .. } => "IpxeScript",
+            Self::TftpStarted { .. } => "TftpStarted",
+            Self::TftpCompleted { .. } => "TftpCompleted",
+            Self::TftpFailed { .. } => "TftpFailed",
+            Self::HttpCompleted { .. } => "HttpCompleted",
+            Self::Unknown { name } => name,
+        }
+    }
+}
+
+/// [`Event`] as stored, with the kind left undecoded.
+#[derive(Deserialize)]
+struct RawEvent {
+    seq: u64,
+    at: UnixTime,
+    kind: ciborium::Value,
+}
+
+/// The durable event log. Cheap to clone; clones share the LMDB environment. See the module
+/// docs.
+#[derive(Clone)]
+pub struct EventLog {
+    env: Env<WithoutTls>,
+    /// `None` in a read-only store written before event logs existed: always empty.
+    events: Option<RawDb>,
+    meta: RawDb,
+    path: Arc<Path>,
+    read_only: bool,
+    /// Keeps the store's writer lock for as long as a log from a writable store exists.
+    _writer_lock: Option<Arc<Flock<std::fs::File>>>,
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLog")
+            .field("path", &self.path)
+            .field("read_only", &self.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventLog {
+    /// Built by [`LmdbStore::event_log`](super::lmdb::LmdbStore::event_log).
+    pub(super) fn new(
+        env: Env<WithoutTls>,
+        events: Option<RawDb>,
+        meta: RawDb,
+        path: PathBuf,
+        read_only: bool,
+        writer_lock: Option<Arc<Flock<std::fs::File>>>,
+    ) -> Self {
+        Self {
+            env,
+            events,
+            meta,
+            path: path.into(),
+            read_only,
+            _writer_lock: writer_lock,
+        }
+    }
+
+    /// Append one event and return its sequence number, durably. Blocks (fsync).
+    ///
+    /// # Errors
+    /// [`StoreError::ReadOnly`] on a log from a read-only store; LMDB failures (disk full, map
+    /// full).
+    pub fn append(&self, at: UnixTime, kind: EventKind) -> Result<u64, StoreError> {
+        let seqs = self.append_many([(at, kind)])?;
+        seqs.first().copied().ok_or_else(|| StoreError::Corrupt {
+            key: "events".to_owned(),
+            reason: "append assigned no sequence number".to_owned(),
+        })
+    }
+
+    /// Append events in one durable transaction (one fsync) and return their sequence numbers,
+    /// in order. All or nothing. Blocks (fsync).
+    ///
+    /// # Errors
+    /// As [`EventLog::append`]; on error none of the events is stored.
+    pub fn append_many(
+        &self,
+        events: impl IntoIterator<Item = (UnixTime, EventKind)>,
+    ) -> Result<Vec<u64>, StoreError> {
+        let db = self.writable()?;
+        let mut wtxn = self.env.write_txn().map_err(|e| self.lmdb(e))?;
+        let mut next = self.next_seq(&wtxn, db)?;
+        let mut seqs = Vec::new();
+        for (at, kind) in events {
+            let seq = next;
+            next = next.checked_add(1).ok_or_else(|| StoreError::Corrupt {
+                key: "meta/events/next_seq".to_owned(),
+                reason: "sequence numbers exhausted".to_owned(),
+            })?;
+            let event = Event { seq, at, kind };
+            let value = encode(&key_name(seq), &event)?;
+            db.put(&mut wtxn, &seq.to_be_bytes(), &value)
+                .map_err(|e| self.lmdb(e))?;
+            seqs.push(seq);
+        }
+        if seqs.is_empty() {
+            return Ok(seqs);
+        }
+        self.meta
+            .put(&mut wtxn, NEXT_SEQ_KEY, &next.to_be_bytes())
+            .map_err(|e| self.lmdb(e))?;
+        wtxn.commit().map_err(|e| self.lmdb(e))?;
+        Ok(seqs)
+    }
+
+    /// Up to `limit` events with a sequence number greater than `after`, in order. `list(0, n)`
+    /// starts at the oldest stored event.
+    ///
+    /// # Errors
+    /// When the store cannot be read, or a record is corrupt ([`StoreError::Corrupt`] naming
+    /// its key). Records of unknown kinds are not errors (see the module docs).
+    pub fn list(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let Some(db) = self.events else {
+            return Ok(Vec::new());
+        };
+        let rtxn = self.env.read_txn().map_err(|e| self.lmdb(e))?;
+        let start = after.to_be_bytes();
+        let range = (Bound::Excluded(&start[..]), Bound::Unbounded);
+        let iter = db.range(&rtxn, &range).map_err(|e| self.lmdb(e))?;
+        let mut out = Vec::new();
+        for entry in iter.take(limit) {
+            let (key, value) = entry.map_err(|e| self.lmdb(e))?;
+            out.push(decode_event(key, value)?);
+        }
+        Ok(out)
+    }
+
+    /// Number of stored events.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub fn len(&self) -> Result<u64, StoreError> {
+        let Some(db) = self.events else {
+            return Ok(0);
+        };
+        let rtxn = self.env.read_txn().map_err(|e| self.lmdb(e))?;
+        db.len(&rtxn).map_err(|e| self.lmdb(e))
+    }
+
+    /// Whether no event is stored.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Delete every event with a sequence number up to and including `seq` (delivered ones),
+    /// durably, and return how many were deleted. Later appends keep counting from where the
+    /// log was: numbers are never reused.
+    ///
+    /// # Errors
+    /// [`StoreError::ReadOnly`] on a read-only log; LMDB failures.
+    pub fn remove_through(&self, seq: u64) -> Result<usize, StoreError> {
+        let db = self.writable()?;
+        let mut wtxn = self.env.write_txn().map_err(|e| self.lmdb(e))?;
+        // Pin the counter first, so it survives deleting the newest events.
+        let next = self.next_seq(&wtxn, db)?;
+        self.meta
+            .put(&mut wtxn, NEXT_SEQ_KEY, &next.to_be_bytes())
+            .map_err(|e| self.lmdb(e))?;
+        let end = seq.to_be_bytes();
+        let range = (Bound::Unbounded, Bound::Included(&end[..]));
+        let removed = db
+            .delete_range(&mut wtxn, &range)
+            .map_err(|e| self.lmdb(e))?;
+        wtxn.commit().map_err(|e| self.lmdb(e))?;
+        Ok(removed)
+    }
+
+    /// The store directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn writable(&self) -> Result<RawDb, StoreError> {
+        match self.events {
+            Some(db) if !self.read_only => Ok(db),
+            _ => Err(StoreError::ReadOnly {
+                path: display(&self.path),
+            }),
+        }
+    }
+
+    /// The next sequence number: from `meta`, else one past the newest stored event, else 1.
+    fn next_seq(&self, txn: &RwTxn<'_>, db: RawDb) -> Result<u64, StoreError> {
+        let rtxn: &RoTxn<'_> = txn;
+        if let Some(bytes) = self
+            .meta
+            .get(rtxn, NEXT_SEQ_KEY)
+            .map_err(|e| self.lmdb(e))?
+        {
+            let octets = <[u8; 8]>::try_from(bytes).map_err(|_| StoreError::Corrupt {
+                key: "meta/events/next_seq".to_owned(),
+                reason: format!("{} bytes, expected a u64", bytes.len()),
+            })?;
+            return Ok(u64::from_be_bytes(octets).max(1));
+        }
+        match db.last(rtxn).map_err(|e| self.lmdb(e))? {
+            None => Ok(1),
+            Some((key, _)) => Ok(seq_of(key)?.saturating_add(1)),
+        }
+    }
+
+    fn lmdb(&self, source: heed::Error) -> StoreError {
+        lmdb_error(&self.path, source)
+    }
+}
+
+fn key_name(seq: u64) -> String {
+    format!("events/{seq}")
+}
+
+fn seq_of(key: &[u8]) -> Result<u64, StoreError> {
+    <[u8; 8]>::try_from(key)
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            key: format!("events/{}", hex(key)),
+            reason: format!(
+                "key is {} bytes, expected an 8-byte sequence number",
+                key.len()
+            ),
+        })
+}
+
+/// Decode one record; unknown kinds become [`EventKind::Unknown`].
+fn decode_event(key: &[u8], value: &[u8]) -> Result<Event, StoreError> {
+    let seq = seq_of(key)?;
+    let name = key_name(seq);
+    let raw: RawEvent = decode(&name, value)?;
+    if raw.seq != seq {
+        return Err(StoreError::Corrupt {
+            key: name,
+            reason: format!("record holds event {}", raw.seq),
+        });
+    }
+    let tag = match &raw.kind {
+        ciborium::Value::Map(entries) if entries.len() == 1 => entries[0].0.as_text(),
+        ciborium::Value::Text(tag) => Some(tag.as_str()),
+        _ => None,
+    };
+    let kind = match tag {
+        Some(tag) if !EventKind::KNOWN.contains(&tag) => EventKind::Unknown {
+            name: tag.to_owned(),
+        },
+        _ => raw.kind.deserialized().map_err(|e| StoreError::Corrupt {
+            key: name,
+            reason: format!("undecodable event: {e}"),
+        })?,
+    };
+    Ok(Event {
+        seq,
+        at: raw.at,
+        kind,
+    })
+}
+
+#[cfg(test)]
+mod tests;
