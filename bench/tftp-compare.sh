@@ -24,6 +24,9 @@
 #   RAW_SECONDS=5        length of the raw UDP ceiling measurement (0 skips it)
 #   BUILD=1              cargo build --release first (0: use target/release binaries)
 #   BUDGET=780           seconds after which no new storm starts (whole run < 15 min after build)
+#   QUIET_WAIT=30        before each storm, wait up to this many seconds for the machine to be
+#                        idle (under 15% of one CPU busy over 0.5 s: someone else's build would
+#                        skew the figures); the busy share seen is in each row's note
 #   OUT=/tmp/nbt-tftp-results    summary.txt, results.tsv, run.log, raw JSON
 #   NETBOOTD, TFTP_STORM binaries (default: target/release/ of this workspace)
 #   KEEP=1               keep the work directory (root, configs, server logs)
@@ -60,6 +63,7 @@ PIN_CLI=()
 [ -n "$CLIENT_CPUS" ] && PIN_CLI=(taskset -c "$CLIENT_CPUS")
 RAW_SECONDS=${RAW_SECONDS:-5}
 CURL_CLIENTS=${CURL_CLIENTS:-32}
+QUIET_WAIT=${QUIET_WAIT:-30}
 BUILD=${BUILD:-1}
 BUDGET=${BUDGET:-780}
 OUT=${OUT:-/tmp/nbt-tftp-results}
@@ -184,6 +188,26 @@ for n in $CLIENTS_LIST; do
 done
 cat "$TFTP_ROOT"/*.bin >/dev/null # into the page cache: no server reads the disk
 
+# busy_pct: CPU busy over the next 0.5 s, in % of one CPU (all CPUs summed), from /proc/stat.
+busy_pct() {
+    local a b
+    a=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)
+    sleep 0.5
+    b=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)
+    awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN { split(a, x, " "); split(b, y, " ");
+        t = y[2] - x[2]; printf "%.0f", (t > 0 ? (y[1] - x[1]) / t * 100 * n : 0) }'
+}
+# quiet: wait (at most QUIET_WAIT s) until the machine is idle; sets BUSY to the last reading.
+quiet() {
+    local deadline=$((SECONDS + QUIET_WAIT))
+    BUSY=$(busy_pct)
+    while [ "$BUSY" -gt 15 ] && [ "$SECONDS" -lt "$deadline" ]; do
+        sleep 1.5
+        BUSY=$(busy_pct)
+    done
+    [ "$BUSY" -gt 15 ] && log "  machine still busy (${BUSY}% of a CPU) after ${QUIET_WAIT}s: measuring anyway"
+}
+
 # ---------------------------------------------------------------- servers
 netbootd_config() {
     cat <<EOF
@@ -257,7 +281,8 @@ record() { local IFS=$'\t'; echo "$*" >>"$RESULTS"; }
 # ---------------------------------------------------------------- raw UDP ceiling
 raw_ceiling() {
     [ "$RAW_SECONDS" != 0 ] || return
-    log "raw UDP ceiling: tftp-storm --raw-send for ${RAW_SECONDS}s, 1472-byte datagrams"
+    quiet
+    log "raw UDP ceiling (busy before ${BUSY}%): tftp-storm --raw-send for ${RAW_SECONDS}s, 1472-byte datagrams"
     timeout $((RAW_SECONDS + 20)) "${PIN_CLI[@]}" ip netns exec "$NS_CLI" "$TFTP_STORM" --raw-recv "$CLI_IP:9999" \
         --max-seconds $((RAW_SECONDS + 15)) --json >"$WORK/raw-recv.json" 2>>"$OUT/raw.log" &
     local rpid=$!
@@ -284,7 +309,8 @@ storm() {
     local server=$1 n=$2 win=$3 k size json cpu0 cpu1 rss note="" extra=()
     k=$(size_kib "$n")
     size=$((k * 1024))
-    log "$server: $n clients x $(awk -v k="$k" 'BEGIN { printf "%.1f", k / 1024 }') MiB, windowsize $win (loadavg $(loadavg))"
+    quiet
+    log "$server: $n clients x $(awk -v k="$k" 'BEGIN { printf "%.1f", k / 1024 }') MiB, windowsize $win (busy before ${BUSY}%)"
     start_server "$server" || { record "$server" "$n" "$win" - - 0 - - "0/$n" - - - - - "$(loadavg)" "server failed to start"; return; }
     [ "$n" = 1 ] && extra=(--verify "$TFTP_ROOT/f-${k}k.bin")
     cpu0=$(server_cpu)
@@ -298,6 +324,7 @@ storm() {
     netbootd-*) note="$(netbootd_metrics)" ;;
     tftpd-hpa) note="RSS: parent only (it forks per transfer)" ;;
     esac
+    note="busy before ${BUSY}%${note:+; $note}"
     [ "$n" = 1 ] && note="${note:+$note; }$(jq -r 'if .verify_mismatches == 0 then "verified byte-exact" else "VERIFY FAILED: \(.verify_mismatches) blocks differ" end' <<<"$json" 2>/dev/null)"
     stop_server
     echo "$server $n $win $json" >>"$OUT/storm.jsonl"
@@ -325,7 +352,8 @@ curl_storm() {
     local server=$1 n=$CURL_CLIENTS k size cpu0 cpu1 rss t0 t1 i note="" pids=() times=$WORK/curl-times
     k=$(size_kib 1)
     size=$((k * 1024))
-    log "$server: $n curl processes x $((k / 1024)) MiB, blksize $BLKSIZE (loadavg $(loadavg))"
+    quiet
+    log "$server: $n curl processes x $((k / 1024)) MiB, blksize $BLKSIZE (busy before ${BUSY}%)"
     start_server "$server" || { record "$server" "$n" curl - - 0 - - "0/$n" - - - - - "$(loadavg)" "server failed to start"; return; }
     : >"$times"
     cpu0=$(server_cpu)
@@ -340,7 +368,8 @@ curl_storm() {
     t1=$(date +%s%N)
     cpu1=$(server_cpu)
     rss=$(server_rss)
-    case $server in netbootd-*) note="; $(netbootd_metrics)" ;; esac
+    note="; busy before ${BUSY}%"
+    case $server in netbootd-*) note="$note; $(netbootd_metrics)" ;; esac
     stop_server
     sort -n "$times" | awk -v s="$server" -v n="$n" -v size="$size" -v wall="$(((t1 - t0) / 1000000))" \
         -v c0="$cpu0" -v c1="$cpu1" -v rss="$rss" -v la="$(loadavg)" -v note="$note" -v mib="$((k / 1024))" '
@@ -360,7 +389,7 @@ windowed() { [[ $1 == netbootd-* ]]; }
 export RUN_SECONDS
 printf 'server\tN\twin\tgranted\tfile_MiB\tMB/s\tp50_s\tp99_s\tok\tfailed\tsrv_cpu_s\tcpu_s/GiB\tRSS_MiB\tgen_cpu%%\tloadavg\tnote\n' >"$RESULTS"
 log "run: SERVERS='$SERVERS' CLIENTS_LIST='$CLIENTS_LIST' WINDOWS='$WINDOWS' BLKSIZE=$BLKSIZE FILE_MIB=$FILE_MIB TOTAL_MIB=$TOTAL_MIB RUN_SECONDS=$RUN_SECONDS SERVER_CPUS='$SERVER_CPUS' CLIENT_CPUS='$CLIENT_CPUS' ($(nproc) CPUs, kernel $(uname -r), io_uring_disabled=$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo n/a), loadavg $(loadavg))"
-RAW_MBS="" IPERF_MBS=""
+RAW_MBS="" IPERF_MBS="" BUSY=0
 raw_ceiling
 for n in $CLIENTS_LIST; do
     for win in $WINDOWS; do
