@@ -3,37 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::tests::{assert_invalid, assert_parse_error};
 use super::*;
-
-/// Expect an `Invalid` error at `key` whose problem contains `needle`.
-#[track_caller]
-fn assert_invalid(toml: &str, key: &str, needle: &str) {
-    match Config::from_toml_str(toml) {
-        Err(ConfigError::Invalid {
-            key: got, problem, ..
-        }) => {
-            assert_eq!(got, key, "problem: {problem}");
-            assert!(
-                problem.contains(needle),
-                "{key}: {problem:?} lacks {needle:?}"
-            );
-        }
-        other => panic!("expected Invalid at {key}, got {other:?}"),
-    }
-}
-
-#[track_caller]
-fn assert_parse_error(toml: &str, needles: &[&str]) {
-    match Config::from_toml_str(toml) {
-        Err(e @ ConfigError::Parse { .. }) => {
-            let msg = e.to_string();
-            for needle in needles {
-                assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
-            }
-        }
-        other => panic!("expected a parse error, got {other:?}"),
-    }
-}
 
 /// A fresh directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);

@@ -27,7 +27,7 @@ fn parse(extra: &str) -> Result<Config, ConfigError> {
 
 /// Expect an `Invalid` error at `key` whose problem contains `needle`.
 #[track_caller]
-fn assert_invalid(toml: &str, key: &str, needle: &str) {
+pub(super) fn assert_invalid(toml: &str, key: &str, needle: &str) {
     match Config::from_toml_str(toml) {
         Err(ConfigError::Invalid {
             key: got, problem, ..
@@ -44,7 +44,7 @@ fn assert_invalid(toml: &str, key: &str, needle: &str) {
 
 /// Expect a toml `Parse` error whose message contains every needle.
 #[track_caller]
-fn assert_parse_error(toml: &str, needles: &[&str]) {
+pub(super) fn assert_parse_error(toml: &str, needles: &[&str]) {
     match Config::from_toml_str(toml) {
         Err(e @ ConfigError::Parse { .. }) => {
             let msg = e.to_string();
