@@ -8,3 +8,24 @@
 
 pub mod dhcp_load;
 pub mod tftp_storm;
+
+/// Append "; generator CPU X s (Y% of one core)" to a summary line when the generator measured
+/// its own CPU time over a run of `elapsed_s` seconds.
+///
+/// # Errors
+/// Whatever the formatter returns.
+pub fn write_generator_cpu(
+    f: &mut std::fmt::Formatter<'_>,
+    cpu_s: Option<f64>,
+    elapsed_s: f64,
+) -> std::fmt::Result {
+    let Some(cpu) = cpu_s else {
+        return Ok(());
+    };
+    let pct = if elapsed_s > 0.0 {
+        cpu / elapsed_s * 100.0
+    } else {
+        0.0
+    };
+    write!(f, "; generator CPU {cpu:.2} s ({pct:.0}% of one core)")
+}

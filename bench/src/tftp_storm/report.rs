@@ -143,14 +143,6 @@ impl fmt::Display for StormReport {
             c.out_of_order,
             c.stray,
         )?;
-        if let Some(cpu) = self.generator_cpu_s {
-            let pct = if self.elapsed_s > 0.0 {
-                cpu / self.elapsed_s * 100.0
-            } else {
-                0.0
-            };
-            write!(f, "; generator CPU {cpu:.2} s ({pct:.0}% of one core)")?;
-        }
-        Ok(())
+        crate::write_generator_cpu(f, self.generator_cpu_s, self.elapsed_s)
     }
 }
