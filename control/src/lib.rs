@@ -1,5 +1,15 @@
-//! The control plane (`ims-control`).
+//! The control plane (`ims-control`): the REST API over a SQLite or PostgreSQL store, with
+//! JWT authentication and admin/viewer roles.
 //!
-//! Not built yet: the REST API, store, authentication, CA and QUIC server arrive with the
-//! control-plane issue. The crate exists so the workspace has its final shape; it exports nothing.
+//! Layout: [`db`] (pool, migrations, error mapping), [`model`] (enumerations), [`store`]
+//! (queries per resource), [`auth`] (passwords, tokens, extractors), [`api`] (routes and the
+//! OpenAPI document), [`state`] (what handlers share), [`error`] (problem documents).
 #![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod db;
+pub mod error;
+pub mod model;
+pub mod state;
+pub mod store;

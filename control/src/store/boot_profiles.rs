@@ -1,0 +1,1 @@
+//! CONTRACT placeholder: store queries of `boot_profiles` (written by its owner).

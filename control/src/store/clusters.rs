@@ -1,0 +1,1 @@
+//! CONTRACT placeholder: store queries of `clusters` (written by its owner).

@@ -1,0 +1,1 @@
+//! CONTRACT placeholder: store queries of `events` (written by its owner).

@@ -1,0 +1,1 @@
+//! CONTRACT placeholder: store queries of `ippools` (written by its owner).

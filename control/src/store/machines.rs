@@ -1,0 +1,1 @@
+//! CONTRACT placeholder: store queries of `machines` (written by its owner).

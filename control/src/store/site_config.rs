@@ -1,0 +1,1 @@
+//! CONTRACT placeholder: store queries of `site_config` (written by its owner).

@@ -1,0 +1,1 @@
+//! CONTRACT placeholder: store queries of `sites` (written by its owner).

@@ -1,0 +1,1 @@
+//! CONTRACT placeholder: store queries of `users` (written by its owner).

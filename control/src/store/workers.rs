@@ -1,0 +1,1 @@
+//! CONTRACT placeholder: store queries of `workers` (written by its owner).
