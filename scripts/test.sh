@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (see README): formatting, lints, every test.
 # Each step fails the script on failure. The network-namespace tests (netboot/tests/dhcp_netns.rs)
-# need root and the packages .ci/run installs (iproute2, isc-dhcp-client, udhcpc, isc-dhcp-relay).
+# need root and the packages .ci/run installs (iproute2, isc-dhcp-client, udhcpc, isc-dhcp-relay,
+# tftp-hpa, atftp, curl); the control plane's tests need PostgreSQL (started below).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -12,6 +13,36 @@ cargo fmt --all -- --check
 
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
+
+# PostgreSQL for the control plane's `postgres` tests (each test creates and drops its own
+# database). With IMS_TEST_PG_URL set, that server is used as is. Otherwise the Debian cluster
+# (package postgresql) is started if it is down and a role `ims_test` that may create databases
+# is added.
+setup_postgres() {
+    if [ -n "${IMS_TEST_PG_URL:-}" ]; then return; fi
+    if ! command -v pg_lsclusters >/dev/null 2>&1; then
+        echo "PostgreSQL is needed for the control-plane tests: apt-get install postgresql," \
+             "or set IMS_TEST_PG_URL=postgres://USER:PASSWORD@HOST:PORT/postgres" >&2
+        exit 1
+    fi
+    local version cluster port status
+    read -r version cluster port status _ < <(pg_lsclusters -h | head -n 1) || true
+    if [ -z "${version:-}" ]; then
+        version=$(ls /usr/lib/postgresql | sort -n | tail -n 1)
+        pg_createcluster "$version" main >/dev/null
+        read -r version cluster port status _ < <(pg_lsclusters -h | head -n 1)
+    fi
+    if [ "$status" != online ]; then pg_ctlcluster "$version" "$cluster" start; fi
+    runuser -u postgres -- psql -q -p "$port" -v ON_ERROR_STOP=1 -c "DO \$\$ BEGIN
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ims_test') THEN
+            CREATE ROLE ims_test LOGIN CREATEDB PASSWORD 'ims_test';
+        END IF; END \$\$;" >/dev/null
+    export IMS_TEST_PG_URL="postgres://ims_test:ims_test@127.0.0.1:$port/postgres"
+    echo "PostgreSQL $version/$cluster on port $port (IMS_TEST_PG_URL=$IMS_TEST_PG_URL)"
+}
+
+step "PostgreSQL for the control-plane tests"
+setup_postgres
 
 step "cargo test"
 cargo test --workspace

@@ -1,11 +1,14 @@
-//! Benchmarks and load generators for `netbootd`.
+//! Benchmarks and load generators for `netbootd` and `ims-control`.
 //!
 //! - [`dhcp_load`]: the DHCPv4 DORA load generator behind the `dhcp-load` binary, which
 //!   `bench/dhcp-compare.sh` runs against netbootd, ISC Kea and dnsmasq side by side.
 //! - [`tftp_storm`]: the TFTP storm generator behind the `tftp-storm` binary, which
 //!   `bench/tftp-compare.sh` runs against netbootd, dnsmasq and tftpd-hpa side by side.
+//! - [`api_bench`]: REST load on `ims-control` (machine creation, 10,000-machine listings),
+//!   behind the `api-bench` binary and `bench/api-compare.sh` (SQLite and PostgreSQL).
 #![forbid(unsafe_code)]
 
+pub mod api_bench;
 pub mod dhcp_load;
 pub mod tftp_storm;
 
