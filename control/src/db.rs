@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
 
 /// The database engine behind a [`Db`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +240,17 @@ impl Db {
                     Ok(())
                 })
             });
+        }
+        if backend == Backend::Postgres {
+            // One direct connection first: the pool would retry until its acquire timeout and
+            // then report only "pool timed out", hiding "connection refused" or a bad password.
+            let conn = AnyConnection::connect(url)
+                .await
+                .map_err(|source| DbError::Connect {
+                    url: redact_url(url),
+                    source,
+                })?;
+            let _ = conn.close().await;
         }
         let pool = options
             .connect(url)

@@ -3,13 +3,19 @@
 //!
 //! Layout: [`db`] (pool, migrations, error mapping), [`model`] (enumerations), [`store`]
 //! (queries per resource), [`auth`] (passwords, tokens, extractors), [`api`] (routes and the
-//! OpenAPI document), [`state`] (what handlers share), [`error`] (problem documents).
+//! OpenAPI document), [`state`] (what handlers share), [`error`] (problem documents),
+//! [`config`] (settings of `ims-control serve`), [`server`] (HTTP/HTTPS serving and first-start
+//! set-up), [`metrics`] (Prometheus), [`ratelimit`] (login throttling and the time source).
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod auth;
+pub mod config;
 pub mod db;
 pub mod error;
+pub mod metrics;
 pub mod model;
+pub mod ratelimit;
+pub mod server;
 pub mod state;
 pub mod store;

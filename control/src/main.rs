@@ -1,5 +1,442 @@
-//! `ims-control`: the control plane's binary. CONTRACT placeholder: the command line (`serve`,
-//! `user …`) is written by its owner.
+//! `ims-control`: the control plane's binary.
+//!
+//! ```text
+//! ims-control serve [--listen ADDR] [--tls-cert PEM --tls-key PEM] [--access-ttl 15m]
+//!                   [--refresh-ttl 24h] [--log-format human|json]      run the server
+//! ims-control user add NAME [--role admin|viewer] [--password-stdin]   create a user
+//! ims-control user passwd NAME [--password-stdin]                      set a password
+//! ims-control user del NAME                                            delete a user
+//! ims-control user list                                                list users
+//! ```
+//!
+//! Every command takes `--config FILE` (`IMS_CONFIG`), `--data-dir DIR` (`IMS_DATA_DIR`) and
+//! `--database URL` (`IMS_DATABASE_URL`) to find the store; flags and variables override the
+//! file (see `ims_control::config`). Migrations run first. On its first start (no users),
+//! `serve` creates `admin` with `IMS_ADMIN_PASSWORD` or prints a generated password once.
+//! `user add`/`passwd` take the password from `--password-stdin` (one line), else
+//! `IMS_USER_PASSWORD`, else generate and print one.
+//!
+//! Exit status: 0 on success and on a clean stop (SIGINT/SIGTERM), 2 for a bad command line or
+//! configuration, 1 for any other failure.
 #![forbid(unsafe_code)]
 
-fn main() {}
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use ims_control::auth::password;
+use ims_control::config::{ConfigSources, LogFormat, RawConfig, ServeConfig};
+use ims_control::db::{Db, StoreError, format_ts, now_ms};
+use ims_control::model::UserRole;
+use ims_control::server::{self, FirstAdmin};
+use ims_control::state::AppState;
+use ims_control::store::users::{self, UserChange};
+use tracing::{error, info};
+
+/// The control plane of the edge netboot system: REST API, users, store.
+#[derive(Debug, Parser)]
+#[command(name = "ims-control", version, about)]
+struct Cli {
+    /// Configuration file (TOML); flags and environment variables override its keys.
+    #[arg(long, env = "IMS_CONFIG", global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (holds the SQLite store) [default: /var/lib/ims-control].
+    #[arg(long, env = "IMS_DATA_DIR", global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL (`sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`) [default: SQLite
+    /// in the data directory].
+    #[arg(
+        long,
+        env = "IMS_DATABASE_URL",
+        global = true,
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database: Option<String>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the control plane.
+    Serve(ServeArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCmd),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// HTTP(S) listen address [default: 127.0.0.1:8000].
+    #[arg(long, env = "IMS_LISTEN", value_name = "ADDR")]
+    listen: Option<String>,
+    /// PEM certificate chain: serve HTTPS (needs --tls-key).
+    #[arg(long, env = "IMS_TLS_CERT", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "IMS_TLS_KEY", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// Access-token lifetime [default: 15m].
+    #[arg(long, env = "IMS_ACCESS_TTL", value_name = "DURATION")]
+    access_ttl: Option<String>,
+    /// Refresh-token lifetime [default: 24h].
+    #[arg(long, env = "IMS_REFRESH_TTL", value_name = "DURATION")]
+    refresh_ttl: Option<String>,
+    /// Log format: human or json [default: human].
+    #[arg(long, env = "IMS_LOG_FORMAT", value_name = "FORMAT")]
+    log_format: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCmd {
+    /// Create a user.
+    Add {
+        /// Username (letters, digits and @ . + _ -).
+        name: String,
+        /// Role: admin (reads and writes) or viewer (reads only).
+        #[arg(long, default_value = "viewer", value_name = "ROLE")]
+        role: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Set a user's password.
+    Passwd {
+        /// Username.
+        name: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Delete a user (not the last admin).
+    Del {
+        /// Username.
+        name: String,
+    },
+    /// List the users.
+    List,
+}
+
+#[derive(Debug, Args)]
+struct PasswordArgs {
+    /// Read the password from the first line of standard input (else IMS_USER_PASSWORD, else
+    /// a random one is generated and printed).
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+/// A failure with its exit status.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Self {
+            code: 1,
+            error: e.into(),
+        }
+    }
+}
+
+fn usage(error: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: 2,
+        error: error.into(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, Cmd::Serve(_));
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure { code, error }) => {
+            let message = describe(&error);
+            if serving && tracing::dispatcher::has_been_set() {
+                error!("{message}");
+            } else {
+                eprintln!("ims-control: {message}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// The error and its causes, each cause only once (many messages embed their cause).
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&c);
+        }
+    }
+    text
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let mut layer = RawConfig {
+        data_dir: cli.data_dir,
+        database: cli.database,
+        ..RawConfig::default()
+    };
+    if let Cmd::Serve(args) = &cli.command {
+        layer.listen.clone_from(&args.listen);
+        layer.tls_cert.clone_from(&args.tls_cert);
+        layer.tls_key.clone_from(&args.tls_key);
+        layer.access_ttl.clone_from(&args.access_ttl);
+        layer.refresh_ttl.clone_from(&args.refresh_ttl);
+        layer.log_format.clone_from(&args.log_format);
+    }
+    let sources = ConfigSources::load(cli.config.as_deref(), layer).map_err(usage)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ims-control")
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Cmd::Serve(_) => {
+            let config = sources.serve().map_err(usage)?;
+            init_tracing(config.log_format);
+            runtime.block_on(serve(config))
+        }
+        Cmd::User(cmd) => {
+            let location = sources.store().map_err(usage)?;
+            runtime.block_on(async {
+                let db = server::open_store(&location).await?;
+                db.migrate().await.context("migrating the store")?;
+                let result = user_command(&db, cmd).await;
+                db.close().await;
+                result
+            })
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(io::stderr().is_terminal())
+        .with_writer(io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn serve(config: ServeConfig) -> Result<(), Failure> {
+    server::install_crypto_provider();
+    let tls = match &config.tls {
+        Some(files) => Some(server::load_tls(files).map_err(usage)?),
+        None => None,
+    };
+    let db = server::open_store(&config.store).await?;
+    db.migrate().await.context("migrating the store")?;
+    let given = std::env::var("IMS_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    match server::create_first_admin(&db, given)
+        .await
+        .context("creating the first admin")?
+    {
+        FirstAdmin::Existing => {}
+        FirstAdmin::CreatedWithGiven => {
+            info!("created user admin with the password from IMS_ADMIN_PASSWORD");
+        }
+        FirstAdmin::CreatedWithGenerated(password) => {
+            say(&format!(
+                "created user admin with password: {password} \
+                 (shown once; change it with ims-control user passwd admin)"
+            ))?;
+        }
+    }
+    let state = AppState::new(db.clone(), config.auth)
+        .await
+        .context("loading the token signing keys")?;
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr().unwrap_or(config.listen);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        store = %config.store,
+        access_ttl = %humantime::format_duration(config.auth.access_ttl),
+        refresh_ttl = %humantime::format_duration(config.auth.refresh_ttl),
+        "listening on {scheme}://{local}"
+    );
+    let result = server::serve(state, listener, tls, wait_for_signal()).await;
+    db.close().await;
+    result.context("HTTP server")?;
+    info!("ims-control stopped");
+    Ok(())
+}
+
+async fn user_command(db: &Db, cmd: UserCmd) -> Result<(), Failure> {
+    match cmd {
+        UserCmd::Add {
+            name,
+            role,
+            password,
+        } => {
+            let role: UserRole = role
+                .parse()
+                .map_err(|e| usage(anyhow::anyhow!("--role: {e}")))?;
+            users::validate_username(&name)
+                .map_err(|m| usage(anyhow::anyhow!("username `{name}` {m}")))?;
+            if users::by_username(db, &name).await?.is_some() {
+                return Err(exists(&name).into());
+            }
+            let (pass, generated) = new_password(&password)?;
+            let hash = hash(pass.clone()).await?;
+            let mut tx = db.begin_write().await?;
+            let user = match users::create(&mut tx, &name, &hash, role, now_ms()).await {
+                Err(StoreError::Conflict { .. }) => return Err(exists(&name).into()),
+                other => other?,
+            };
+            tx.commit().await.map_err(StoreError::from)?;
+            if generated {
+                say(&format!(
+                    "created user {} ({}) with password: {pass}",
+                    user.username, user.role
+                ))?;
+            } else {
+                say(&format!("created user {} ({})", user.username, user.role))?;
+            }
+        }
+        UserCmd::Passwd { name, password } => {
+            let user = find_user(db, &name).await?;
+            let (pass, generated) = new_password(&password)?;
+            let password_hash = Some(hash(pass.clone()).await?);
+            let mut tx = db.begin_write().await?;
+            let change = UserChange {
+                password_hash,
+                role: None,
+            };
+            users::update(&mut tx, user.id, change, now_ms()).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            if generated {
+                say(&format!("new password of {}: {pass}", user.username))?;
+            } else {
+                say(&format!("password of {} changed", user.username))?;
+            }
+        }
+        UserCmd::Del { name } => {
+            let user = find_user(db, &name).await?;
+            let mut tx = db.begin_write().await?;
+            match users::delete(&mut tx, user.id).await {
+                Err(StoreError::Conflict { .. }) => {
+                    return Err(anyhow::anyhow!(
+                        "user `{}` is the last admin and cannot be deleted; first create \
+                         another admin with `ims-control user add NAME --role admin`",
+                        user.username
+                    )
+                    .into());
+                }
+                other => other?,
+            };
+            tx.commit().await.map_err(StoreError::from)?;
+            say(&format!("deleted user {}", user.username))?;
+        }
+        UserCmd::List => {
+            let (_, list) = users::list(db, None, i64::MAX, 0).await?;
+            let width = list
+                .iter()
+                .map(|u| u.username.len())
+                .max()
+                .unwrap_or(0)
+                .max("USERNAME".len());
+            let mut lines = vec![format!(
+                "{:<6} {:<width$} {:<7} CREATED",
+                "ID", "USERNAME", "ROLE"
+            )];
+            for u in list {
+                lines.push(format!(
+                    "{:<6} {:<width$} {:<7} {}",
+                    u.id,
+                    u.username,
+                    u.role.as_str(),
+                    format_ts(u.created_at)
+                ));
+            }
+            say(&lines.join("\n"))?;
+        }
+    }
+    Ok(())
+}
+
+fn exists(name: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "user `{name}` already exists; set its password with `ims-control user passwd {name}`"
+    )
+}
+
+async fn find_user(db: &Db, name: &str) -> Result<users::User, Failure> {
+    match users::by_username(db, name).await? {
+        Some((user, _)) => Ok(user),
+        None => Err(anyhow::anyhow!(
+            "no user `{name}`; list the users with `ims-control user list`"
+        )
+        .into()),
+    }
+}
+
+/// The password for `user add`/`passwd` and whether it was generated.
+fn new_password(args: &PasswordArgs) -> Result<(String, bool), Failure> {
+    let given = if args.password_stdin {
+        let mut line = String::new();
+        io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        Some(line.trim_end_matches(['\r', '\n']).to_owned())
+    } else {
+        std::env::var("IMS_USER_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty())
+    };
+    match given {
+        Some(p) => {
+            users::validate_password(&p).map_err(|m| usage(anyhow::anyhow!("the password {m}")))?;
+            Ok((p, false))
+        }
+        None => Ok((server::generate_password(), true)),
+    }
+}
+
+async fn hash(pass: String) -> anyhow::Result<String> {
+    Ok(password::hash_password_async(pass).await?)
+}
+
+/// Writes a line for the operator to standard output.
+fn say(text: &str) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            error!("cannot listen for SIGTERM ({e}); stop ims-control with SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    info!("shutdown requested; finishing open requests");
+}

@@ -124,6 +124,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("route") })
         .layer(middleware::map_response(problem_for_bare_errors))
         .layer(Extension(OpenApiJson(Arc::new(json))))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .with_state(state)
 }
 

@@ -62,24 +62,25 @@ pub fn pg_url_for(base: &str, db: &str) -> String {
     }
 }
 
-static PG_ADMIN: OnceCell<Db> = OnceCell::const_new();
+static STALE_DROPPED: OnceCell<()> = OnceCell::const_new();
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-async fn pg_admin() -> &'static Db {
-    PG_ADMIN
-        .get_or_init(|| async {
-            let url = pg_admin_url();
-            let db = Db::connect(&url, 2).await.unwrap_or_else(|e| {
-                panic!(
-                    "PostgreSQL is needed for the `postgres` tests and is not reachable ({e}). \
-                     Run `sudo bash scripts/test.sh` (it starts the Debian cluster and creates the \
-                     ims_test role) or set IMS_TEST_PG_URL to a role that may CREATE DATABASE."
-                )
-            });
-            drop_stale_databases(&db).await;
-            db
-        })
-        .await
+/// A new admin connection for each use: a pool's sockets belong to the Tokio runtime that
+/// opened them, and every test has its own runtime, so a shared pool fails ("Tokio context
+/// is being shut down") once the test that opened it ends.
+async fn pg_admin() -> Db {
+    let url = pg_admin_url();
+    let db = Db::connect(&url, 1).await.unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is needed for the `postgres` tests and is not reachable ({e}). \
+             Run `sudo bash scripts/test.sh` (it starts the Debian cluster and creates the \
+             ims_test role) or set IMS_TEST_PG_URL to a role that may CREATE DATABASE."
+        )
+    });
+    STALE_DROPPED
+        .get_or_init(|| drop_stale_databases(&db))
+        .await;
+    db
 }
 
 /// Drops `ims_t_<pid>_*` databases whose process is gone.
@@ -112,6 +113,7 @@ pub async fn fresh_pg_database() -> (String, String) {
         .execute(admin.pool())
         .await
         .expect("CREATE DATABASE");
+    admin.close().await;
     (pg_url_for(&pg_admin_url(), &name), name)
 }
 
@@ -121,6 +123,7 @@ pub async fn drop_pg_database(name: &str) {
         .execute(admin.pool())
         .await
         .expect("DROP DATABASE");
+    admin.close().await;
 }
 
 pub enum Backing {

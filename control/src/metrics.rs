@@ -1,0 +1,228 @@
+//! Prometheus metrics of one control plane (served at `/metrics`, OpenMetrics text format).
+//!
+//! Each [`crate::state::AppState`] owns its registry, so several apps in one process (tests)
+//! keep separate counts. Metrics:
+//!
+//! | name | type | labels | meaning |
+//! | --- | --- | --- | --- |
+//! | `ims_control_http_requests_total` | counter | `method`, `route`, `status` | requests answered |
+//! | `ims_control_http_request_duration_seconds` | histogram | `method`, `route` | time to answer |
+//! | `ims_control_db_pool_connections` | gauge | | open store connections |
+//! | `ims_control_db_pool_idle` | gauge | | idle store connections |
+//! | `ims_control_build_info` | gauge (always 1) | `version` | the running version |
+//!
+//! `route` is the matched route template (`/api/users/{id}`), or `unmatched` for requests no
+//! route matched, so the label set stays bounded; `method` is one of the standard HTTP methods
+//! or `other`. The pool gauges are read when `/metrics` is scraped.
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::db::Db;
+use crate::ratelimit::Clock;
+use crate::state::AppState;
+
+/// The `Content-Type` of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DurationLabels {
+    method: String,
+    route: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+type HistogramFamily = Family<DurationLabels, Histogram, fn() -> Histogram>;
+
+/// The registry and the metrics the server updates.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: HistogramFamily,
+    pool_connections: Gauge,
+    pool_idle: Gauge,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn duration_histogram() -> Histogram {
+    // 1 ms … ~16 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+impl Metrics {
+    /// A fresh registry; request durations are measured on `clock`.
+    #[must_use]
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        // The encoder appends `_total` to counters.
+        registry.register(
+            "ims_control_http_requests",
+            "HTTP requests answered, by method, route and status",
+            requests.clone(),
+        );
+        let durations: HistogramFamily = Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "ims_control_http_request_duration_seconds",
+            "Time to answer HTTP requests, by method and route",
+            durations.clone(),
+        );
+        let pool_connections = Gauge::default();
+        registry.register(
+            "ims_control_db_pool_connections",
+            "Open connections of the store's pool",
+            pool_connections.clone(),
+        );
+        let pool_idle = Gauge::default();
+        registry.register(
+            "ims_control_db_pool_idle",
+            "Idle connections of the store's pool",
+            pool_idle.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
+        registry.register(
+            "ims_control_build_info",
+            "The running version (value 1)",
+            build,
+        );
+        Self {
+            registry,
+            requests,
+            durations,
+            pool_connections,
+            pool_idle,
+            clock,
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn observe(&self, method: &Method, route: &str, status: u16, seconds: f64) {
+        let method = method_label(method);
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status: status.to_string(),
+            })
+            .inc();
+        self.durations
+            .get_or_create(&DurationLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// The metrics in the OpenMetrics text format, with the pool gauges read from `db` now.
+    #[must_use]
+    pub fn render(&self, db: &Db) -> String {
+        let pool = db.pool();
+        self.pool_connections.set(i64::from(pool.size()));
+        self.pool_idle
+            .set(i64::try_from(pool.num_idle()).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!("encoding metrics failed: {e}");
+        }
+        out
+    }
+}
+
+/// A bounded label for the request method.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Middleware recording every request in [`AppState::metrics`].
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let metrics = &state.metrics;
+    let start = metrics.clock.now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let seconds = metrics
+        .clock
+        .now()
+        .saturating_duration_since(start)
+        .as_secs_f64();
+    metrics.observe(&method, &route, response.status().as_u16(), seconds);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ratelimit::SystemClock;
+
+    #[tokio::test]
+    async fn renders_every_metric() {
+        let dir = std::env::temp_dir().join(format!("ims-metrics-{}", std::process::id()));
+        let db = Db::open_data_dir(&dir).await.unwrap();
+        let m = Metrics::new(Arc::new(SystemClock));
+        m.observe(&Method::GET, "/api/users/{id}", 200, 0.003);
+        m.observe(&Method::from_bytes(b"BREW").unwrap(), "unmatched", 404, 0.0);
+        let text = m.render(&db);
+        db.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        for needle in [
+            "ims_control_http_requests_total{method=\"GET\",route=\"/api/users/{id}\",status=\"200\"} 1",
+            "ims_control_http_requests_total{method=\"other\",route=\"unmatched\",status=\"404\"} 1",
+            "ims_control_http_request_duration_seconds_bucket{le=\"0.004\",method=\"GET\",route=\"/api/users/{id}\"} 1",
+            "ims_control_http_request_duration_seconds_count{method=\"GET\",route=\"/api/users/{id}\"} 1",
+            "ims_control_db_pool_connections ",
+            "ims_control_db_pool_idle ",
+            &format!(
+                "ims_control_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            ),
+            "# EOF",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+}

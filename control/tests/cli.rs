@@ -1,0 +1,411 @@
+//! The real `ims-control` binary on a temporary SQLite data directory and a free loopback
+//! port: first-start admin, login over HTTP with curl, the `user` subcommands, the config
+//! file, HTTPS with a self-signed certificate, bad settings, and graceful shutdown.
+
+mod process;
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use process::{Server, curl, ims_control, login, printed_admin_password, run, text};
+use support::tempdir::TempDir;
+
+fn serve(dir: &Path) -> Command {
+    let mut cmd = ims_control();
+    cmd.arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir);
+    cmd
+}
+
+fn user(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = ims_control();
+    cmd.arg("user").args(args).arg("--data-dir").arg(dir);
+    cmd
+}
+
+#[test]
+fn first_start_prints_the_admin_password_once() {
+    let dir = TempDir::new("ims-cli-first");
+    let mut a = Server::start(serve(dir.path()));
+    assert!(a.url.starts_with("http://127.0.0.1:"), "{}", a.url);
+    let printed = printed_admin_password(&a.stdout());
+    assert_eq!(printed.len(), 1, "stdout: {:?}", a.stdout());
+    let password = &printed[0];
+    assert!(password.len() >= 16);
+    let stdout = a.stdout();
+    let line = &stdout[0];
+    assert!(line.contains("shown once") && line.contains("ims-control user passwd admin"));
+    assert!(
+        !a.stderr().iter().any(|l| l.contains(password.as_str())),
+        "the password is never logged"
+    );
+
+    let token = login(&a.url, "admin", password, &[]);
+    let me = curl(
+        "GET",
+        &format!("{}/api/users/me", a.url),
+        Some(&token),
+        None,
+        &[],
+    );
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.json()["role"], "admin");
+    let wrong = curl(
+        "POST",
+        &format!("{}/api/token", a.url),
+        None,
+        Some(&serde_json::json!({"username": "admin", "password": "nope-nope"})),
+        &[],
+    );
+    assert_eq!(wrong.status, 401);
+    let health = curl("GET", &format!("{}/healthz", a.url), None, None, &[]);
+    assert_eq!((health.status, health.body.as_str()), (200, "ok"));
+    let ready = curl("GET", &format!("{}/readyz", a.url), None, None, &[]);
+    assert_eq!(ready.status, 200);
+    let metrics = curl("GET", &format!("{}/metrics", a.url), None, None, &[]);
+    assert!(
+        metrics.body.contains(
+            r#"ims_control_http_requests_total{method="POST",route="/api/token",status="401"} 1"#
+        ),
+        "{}",
+        metrics.body
+    );
+
+    // SIGTERM stops it cleanly.
+    let status = a.terminate();
+    assert!(status.success(), "{status}");
+    assert!(a.stderr().iter().any(|l| l.contains("ims-control stopped")));
+
+    // A second start on the same store creates nobody and keeps the signing key.
+    let b = Server::start(serve(dir.path()));
+    assert!(
+        printed_admin_password(&b.stdout()).is_empty(),
+        "{:?}",
+        b.stdout()
+    );
+    assert!(b.stdout().is_empty(), "{:?}", b.stdout());
+    let me = curl(
+        "GET",
+        &format!("{}/api/users/me", b.url),
+        Some(&token),
+        None,
+        &[],
+    );
+    assert_eq!(
+        me.status, 200,
+        "a token from the first run still works: {}",
+        me.body
+    );
+    login(&b.url, "admin", password, &[]);
+}
+
+#[test]
+fn admin_password_from_the_environment() {
+    let dir = TempDir::new("ims-cli-envpass");
+    let mut cmd = serve(dir.path());
+    cmd.env("IMS_ADMIN_PASSWORD", "env-admin-pass-1");
+    cmd.args(["--log-format", "json"]);
+    let s = Server::start(cmd);
+    assert!(s.stdout().is_empty(), "{:?}", s.stdout());
+    let stderr = s.stderr().join("\n");
+    assert!(stderr.contains("created user admin with the password from IMS_ADMIN_PASSWORD"));
+    assert!(!stderr.contains("env-admin-pass-1"));
+    // JSON logs: one object per line.
+    for line in s.stderr() {
+        serde_json::from_str::<serde_json::Value>(&line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    }
+    login(&s.url, "admin", "env-admin-pass-1", &[]);
+
+    // A too-short IMS_ADMIN_PASSWORD is refused with the rule.
+    let fresh = TempDir::new("ims-cli-envpass-short");
+    let mut cmd = serve(fresh.path());
+    cmd.env("IMS_ADMIN_PASSWORD", "short");
+    let out = run(cmd, None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("IMS_ADMIN_PASSWORD") && err.contains("at least 8"),
+        "{err}"
+    );
+}
+
+#[test]
+fn user_subcommands() {
+    let dir = TempDir::new("ims-cli-users");
+    let d = dir.path();
+
+    let mut cmd = user(d, &["add", "alice", "--role", "admin"]);
+    cmd.env("IMS_USER_PASSWORD", "alice-pass-1");
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "created user alice (admin)");
+
+    let out = run(user(d, &["add", "bob"]), None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let bob_pass = stdout
+        .trim()
+        .strip_prefix("created user bob (viewer) with password: ")
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .to_owned();
+    assert!(bob_pass.len() >= 16);
+
+    let out = run(user(d, &["add", "BOB"]), None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("already exists") && err.contains("user passwd"),
+        "{err}"
+    );
+
+    let out = run(user(d, &["add", "carl", "--role", "boss"]), None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("admin, viewer"));
+    let out = run(user(d, &["add", "carl name"]), None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("letters, digits"));
+    let mut cmd = user(d, &["add", "carl"]);
+    cmd.env("IMS_USER_PASSWORD", "short");
+    let out = run(cmd, None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("at least 8"));
+
+    let out = run(
+        user(d, &["passwd", "bob", "--password-stdin"]),
+        Some("bob-new-pass\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "password of bob changed");
+    let out = run(user(d, &["passwd", "nobody"]), None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("user list"));
+
+    let out = run(user(d, &["list"]), None);
+    assert!(out.status.success());
+    let listing = text(&out.stdout);
+    let rows: Vec<Vec<&str>> = listing
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0][..3], ["ID", "USERNAME", "ROLE"]);
+    assert_eq!(rows[1][1..3], ["alice", "admin"]);
+    assert_eq!(rows[2][1..3], ["bob", "viewer"]);
+    assert_eq!(rows.len(), 3, "{listing}");
+
+    let out = run(user(d, &["del", "alice"]), None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("last admin") && err.contains("--role admin"),
+        "{err}"
+    );
+
+    // The server on this store creates no admin (users exist) and knows the CLI's changes.
+    let s = Server::start(serve(d));
+    assert!(s.stdout().is_empty(), "{:?}", s.stdout());
+    login(&s.url, "alice", "alice-pass-1", &[]);
+    login(&s.url, "bob", "bob-new-pass", &[]);
+
+    let out = run(user(d, &["del", "bob"]), None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "deleted user bob");
+    let out = run(user(d, &["del", "bob"]), None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no user `bob`"));
+    let a = curl(
+        "POST",
+        &format!("{}/api/token", s.url),
+        None,
+        Some(&serde_json::json!({"username": "bob", "password": "bob-new-pass"})),
+        &[],
+    );
+    assert_eq!(a.status, 401);
+}
+
+#[test]
+fn config_file_and_flags() {
+    let dir = TempDir::new("ims-cli-config");
+    let data = dir.path().join("data");
+    let file = dir.path().join("ims-control.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:1\"\ndata_dir = \"{}\"\nlog_format = \"json\"\naccess_ttl = \"2m\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    // The flag overrides the file's `listen`; the rest comes from the file.
+    let mut cmd = ims_control();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&file)
+        .env("IMS_ADMIN_PASSWORD", "config-pass-1");
+    let s = Server::start(cmd);
+    assert!(data.join("ims-control.db").is_file());
+    let started = s
+        .stderr()
+        .into_iter()
+        .find(|l| l.contains("listening on"))
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&started).unwrap();
+    assert_eq!(v["fields"]["access_ttl"], "2m");
+    login(&s.url, "admin", "config-pass-1", &[]);
+    // `user` commands find the store through the same file.
+    let mut cmd = ims_control();
+    cmd.args(["user", "list", "--config"]).arg(&file);
+    let out = run(cmd, None);
+    assert!(text(&out.stdout).contains("admin"), "{}", text(&out.stderr));
+
+    // Unknown keys and bad values name the key and where it came from.
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\nport = 8000\n").unwrap();
+    let mut cmd = ims_control();
+    cmd.args(["serve", "--config"]).arg(&file);
+    let out = run(cmd, None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&file.display().to_string()) && err.contains("port"),
+        "{err}"
+    );
+    let mut cmd = serve(dir.path());
+    cmd.env("IMS_ACCESS_TTL", "forever");
+    let out = run(cmd, None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--access-ttl (or IMS_ACCESS_TTL)"));
+}
+
+#[test]
+fn bad_database_urls_fail_clearly() {
+    let dir = TempDir::new("ims-cli-baddb");
+    let mut cmd = serve(dir.path());
+    cmd.args(["--database", "mysql://root:hunter2@127.0.0.1/ims"]);
+    let out = run(cmd, None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("unsupported database URL") && err.contains("--database"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+
+    // Nothing listens on port 1.
+    let mut cmd = serve(dir.path());
+    cmd.env("IMS_DATABASE_URL", "postgres://ims:hunter2@127.0.0.1:1/ims");
+    let out = run(cmd, None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("cannot connect to the database"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+
+    let out = run(user(dir.path(), &["list", "--database", "nonsense"]), None);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn https_with_a_self_signed_certificate() {
+    let dir = TempDir::new("ims-cli-tls");
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-days",
+            "2",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let mut cmd = serve(&dir.path().join("data"));
+    cmd.arg("--tls-cert").arg(&cert).arg("--tls-key").arg(&key);
+    cmd.env("IMS_ADMIN_PASSWORD", "tls-admin-pass");
+    let s = Server::start(cmd);
+    assert!(s.url.starts_with("https://127.0.0.1:"), "{}", s.url);
+    let cacert = cert.display().to_string();
+    let tls = ["--cacert", cacert.as_str()];
+    let a = curl("GET", &format!("{}/healthz", s.url), None, None, &tls);
+    assert_eq!((a.status, a.body.as_str()), (200, "ok"));
+    let token = login(&s.url, "admin", "tls-admin-pass", &tls);
+    let me = curl(
+        "GET",
+        &format!("{}/api/users/me", s.url),
+        Some(&token),
+        None,
+        &tls,
+    );
+    assert_eq!(me.status, 200);
+
+    // Without trusting the certificate, curl refuses.
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "10"])
+        .arg(format!("{}/healthz", s.url));
+    assert!(!run(cmd, None).status.success());
+
+    // Only one of the pair, or a missing file, is a configuration error.
+    let mut cmd = serve(&dir.path().join("data"));
+    cmd.arg("--tls-cert").arg(&cert);
+    let out = run(cmd, None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("tls_key"));
+    let mut cmd = serve(&dir.path().join("data"));
+    cmd.arg("--tls-cert").arg(&key).arg("--tls-key").arg(&key);
+    let out = run(cmd, None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("certificate") && err.contains("key.pem"),
+        "{err}"
+    );
+}
+
+#[test]
+fn failed_logins_from_one_address_are_throttled() {
+    let dir = TempDir::new("ims-cli-throttle");
+    let mut cmd = serve(dir.path());
+    cmd.env("IMS_ADMIN_PASSWORD", "throttle-pass");
+    let s = Server::start(cmd);
+    let attempt = |username: &str, password: &str| {
+        curl(
+            "POST",
+            &format!("{}/api/token", s.url),
+            None,
+            Some(&serde_json::json!({"username": username, "password": password})),
+            &["-i"],
+        )
+    };
+    // Twenty failures from this address, each for another name (below the per-user limit).
+    for i in 0..20 {
+        let a = attempt(&format!("guess{i}"), "wrong-pass");
+        assert_eq!(a.status, 401, "{}", a.body);
+    }
+    // Now the address is refused, even with the right password for a fresh name.
+    let a = attempt("admin", "throttle-pass");
+    assert_eq!(a.status, 429, "{}", a.body);
+    let retry = a
+        .body
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("retry-after")
+                .then(|| value.trim().parse::<u64>().ok())?
+        })
+        .unwrap_or_else(|| panic!("no Retry-After in {}", a.body));
+    assert!((1..=300).contains(&retry), "{retry}");
+}
