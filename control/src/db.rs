@@ -6,6 +6,7 @@
 //! `BIGINT` Unix-millisecond times, `BIGINT` 0/1 booleans, and `RETURNING id` on inserts.
 //! Write transactions start with [`Db::begin_write`], which takes SQLite's write lock up front
 //! (`BEGIN IMMEDIATE`) so that concurrent writers wait on `busy_timeout` instead of failing.
+//! SQLite runs in WAL mode with `synchronous = FULL`: a write the API answered is on disk.
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -234,7 +235,7 @@ impl Db {
                 Box::pin(async move {
                     conn.execute(
                         "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
-                         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                         PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;",
                     )
                     .await?;
                     Ok(())
