@@ -98,7 +98,10 @@ impl Conn {
 fn read_response(reader: &mut BufReader<TcpStream>) -> io::Result<Response> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        ));
     }
     let status = line
         .split_whitespace()
@@ -110,7 +113,10 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> io::Result<Response> {
     loop {
         line.clear();
         if reader.read_line(&mut line)? == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "eof in headers"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "eof in headers",
+            ));
         }
         let l = line.trim_end();
         if l.is_empty() {

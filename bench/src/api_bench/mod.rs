@@ -108,7 +108,12 @@ pub fn run(o: &Options) -> Result<Vec<Phase>, BenchError> {
         .map_or(0, |d| d.as_millis());
     let body = json!({"name": format!("api-bench-{nonce}"), "description": "api-bench"});
     let r = conn
-        .request("POST", "/api/cluster/", Some(&token), Some(body.to_string().as_bytes()))
+        .request(
+            "POST",
+            "/api/cluster/",
+            Some(&token),
+            Some(body.to_string().as_bytes()),
+        )
         .map_err(|e| BenchError::Setup(e.to_string()))?;
     let cluster = body_json(&r)["id"].as_i64().ok_or_else(|| {
         BenchError::Setup(format!(
@@ -123,10 +128,20 @@ pub fn run(o: &Options) -> Result<Vec<Phase>, BenchError> {
     let create = o.create.min(o.machines);
     let mut phases = vec![create_phase(o, &token, cluster, tag, 0..create, "create")];
     if o.machines > create {
-        phases.push(create_phase(o, &token, cluster, tag, create..o.machines, "create (fill)"));
+        phases.push(create_phase(
+            o,
+            &token,
+            cluster,
+            tag,
+            create..o.machines,
+            "create (fill)",
+        ));
     }
 
-    let list = format!("/api/machines/?cluster={cluster}&page_size={}", o.machines.max(1));
+    let list = format!(
+        "/api/machines/?cluster={cluster}&page_size={}",
+        o.machines.max(1)
+    );
     let expect = i64::try_from(o.machines).unwrap_or(i64::MAX);
     let check_list = |r: &http::Response| -> Result<(), String> {
         let v = body_json(r);
@@ -134,7 +149,10 @@ pub fn run(o: &Options) -> Result<Vec<Phase>, BenchError> {
         if r.status == 200 && v["count"].as_i64() == Some(expect) && n == o.machines {
             Ok(())
         } else {
-            Err(format!("HTTP {}, count {} results {n}", r.status, v["count"]))
+            Err(format!(
+                "HTTP {}, count {} results {n}",
+                r.status, v["count"]
+            ))
         }
     };
     phases.push(phase(
@@ -176,7 +194,12 @@ pub fn run(o: &Options) -> Result<Vec<Phase>, BenchError> {
     ));
 
     if o.cleanup {
-        let _ = conn.request("DELETE", &format!("/api/cluster/{cluster}/"), Some(&token), None);
+        let _ = conn.request(
+            "DELETE",
+            &format!("/api/cluster/{cluster}/"),
+            Some(&token),
+            None,
+        );
     }
     Ok(phases)
 }
@@ -206,13 +229,22 @@ fn create_phase(
                 "role": "WORKER",
                 "cpu_cores": 16,
             });
-            c.request("POST", "/api/machines/", Some(token), Some(body.to_string().as_bytes()))
+            c.request(
+                "POST",
+                "/api/machines/",
+                Some(token),
+                Some(body.to_string().as_bytes()),
+            )
         },
         |r| {
             if r.status == 201 {
                 Ok(())
             } else {
-                Err(format!("HTTP {} {}", r.status, String::from_utf8_lossy(&r.body)))
+                Err(format!(
+                    "HTTP {} {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                ))
             }
         },
     )
@@ -278,10 +310,16 @@ where
         failures: failures.into_inner(),
         elapsed_s: secs,
         #[allow(clippy::cast_precision_loss)]
-        requests_per_s: if secs > 0.0 { samples.len() as f64 / secs } else { 0.0 },
+        requests_per_s: if secs > 0.0 {
+            samples.len() as f64 / secs
+        } else {
+            0.0
+        },
         concurrency: threads,
         latency: Latency::from_samples(&samples),
-        first_failure: first_failure.into_inner().unwrap_or_else(|p| p.into_inner()),
+        first_failure: first_failure
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner()),
     }
 }
 
