@@ -13,6 +13,9 @@
 //! | `access_ttl` | `--access-ttl` | `IMS_ACCESS_TTL` | `15m` |
 //! | `refresh_ttl` | `--refresh-ttl` | `IMS_REFRESH_TTL` | `24h` |
 //! | `log_format` | `--log-format` | `IMS_LOG_FORMAT` | `human` |
+//! | `quic_listen` | `--quic-listen` | `IMS_QUIC_LISTEN` | `0.0.0.0:7443` |
+//! | `quic_names` | `--quic-name` (repeatable) | `IMS_QUIC_NAMES` (comma separated) | none |
+//! | `heartbeat_interval` | `--heartbeat-interval` | `IMS_HEARTBEAT_INTERVAL` | `10s` |
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -23,6 +26,7 @@ use serde::Deserialize;
 
 use crate::auth::AuthSettings;
 use crate::db::redact_url;
+use crate::uplink::{DEFAULT_QUIC_LISTEN, UplinkSettings};
 
 /// Default `listen`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
@@ -49,6 +53,12 @@ pub struct RawConfig {
     pub refresh_ttl: Option<String>,
     /// `human` or `json`.
     pub log_format: Option<String>,
+    /// QUIC (edge uplink) listen address, `IP:PORT`.
+    pub quic_listen: Option<String>,
+    /// Extra names (DNS names or IP addresses) in the QUIC server certificate.
+    pub quic_names: Option<Vec<String>>,
+    /// How often edges send heartbeats (`10s`, …).
+    pub heartbeat_interval: Option<String>,
 }
 
 impl fmt::Debug for RawConfig {
@@ -62,6 +72,9 @@ impl fmt::Debug for RawConfig {
             .field("access_ttl", &self.access_ttl)
             .field("refresh_ttl", &self.refresh_ttl)
             .field("log_format", &self.log_format)
+            .field("quic_listen", &self.quic_listen)
+            .field("quic_names", &self.quic_names)
+            .field("heartbeat_interval", &self.heartbeat_interval)
             .finish()
     }
 }
@@ -154,6 +167,8 @@ pub struct ServeConfig {
     pub auth: AuthSettings,
     /// Log format.
     pub log_format: LogFormat,
+    /// The edge uplink's QUIC endpoint.
+    pub uplink: UplinkSettings,
 }
 
 /// The file layer and the flag/variable layer.
@@ -329,6 +344,82 @@ impl ConfigSources {
                 refresh_ttl,
             },
             log_format: self.log_format()?,
+            uplink: self.uplink()?,
+        })
+    }
+
+    /// The edge uplink's settings.
+    ///
+    /// # Errors
+    /// The listen address or interval is invalid, or a name is empty.
+    pub fn uplink(&self) -> Result<UplinkSettings, ConfigError> {
+        let defaults = UplinkSettings::default();
+        let listen = match self.pick(
+            |r| &r.quic_listen,
+            "quic_listen",
+            "--quic-listen",
+            "IMS_QUIC_LISTEN",
+        ) {
+            Some(p) => p.value.trim().parse().map_err(|_| ConfigError::Invalid {
+                origin: p.origin,
+                message: format!(
+                    "`{}` is not a listen address; use IP:PORT such as {DEFAULT_QUIC_LISTEN} \
+                     or [::]:7443 (port 0 picks a free port)",
+                    p.value
+                ),
+            })?,
+            None => defaults.listen,
+        };
+        let names = match self.pick(
+            |r| &r.quic_names,
+            "quic_names",
+            "--quic-name",
+            "IMS_QUIC_NAMES",
+        ) {
+            Some(p) => {
+                let names: Vec<String> = p.value.iter().map(|n| n.trim().to_owned()).collect();
+                if let Some(bad) = names.iter().find(|n| !quic_name_ok(n)) {
+                    return Err(ConfigError::Invalid {
+                        origin: p.origin,
+                        message: format!(
+                            "`{bad}` is not a DNS name or IP address for the QUIC server \
+                             certificate; use names like control.example.org or 192.0.2.10"
+                        ),
+                    });
+                }
+                names
+            }
+            None => defaults.names,
+        };
+        let heartbeat_interval = self.duration(
+            |r| &r.heartbeat_interval,
+            (
+                "heartbeat_interval",
+                "--heartbeat-interval",
+                "IMS_HEARTBEAT_INTERVAL",
+            ),
+            defaults.heartbeat_interval,
+        )?;
+        if heartbeat_interval > Duration::from_secs(3600) {
+            let origin = self
+                .pick(
+                    |r| &r.heartbeat_interval,
+                    "heartbeat_interval",
+                    "--heartbeat-interval",
+                    "IMS_HEARTBEAT_INTERVAL",
+                )
+                .map_or_else(|| "heartbeat_interval".to_owned(), |p| p.origin);
+            return Err(ConfigError::Invalid {
+                origin,
+                message: "must be at most 1h (workers are shown inactive after 30s without a \
+                          heartbeat)"
+                    .to_owned(),
+            });
+        }
+        Ok(UplinkSettings {
+            listen,
+            names,
+            heartbeat_interval,
         })
     }
 
@@ -379,6 +470,20 @@ impl ConfigSources {
     }
 }
 
+/// Whether `name` can go in the QUIC server certificate: an IP address, or a DNS name of
+/// letters, digits, `.`, `-` (and a leading `*.`).
+fn quic_name_ok(name: &str) -> bool {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let host = name.strip_prefix("*.").unwrap_or(name);
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+}
+
 /// Parses a configuration file's text (`path` is for messages).
 ///
 /// # Errors
@@ -422,6 +527,9 @@ mod tests {
         );
         assert_eq!(c.auth, AuthSettings::default());
         assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.uplink.listen, "0.0.0.0:7443".parse().unwrap());
+        assert_eq!(c.uplink.names, vec!["control.example.org".to_owned()]);
+        assert_eq!(c.uplink.heartbeat_interval, Duration::from_secs(10));
         // Every key the file type knows is shown in the example (set or commented out).
         for key in [
             "listen",
@@ -432,6 +540,9 @@ mod tests {
             "access_ttl",
             "refresh_ttl",
             "log_format",
+            "quic_listen",
+            "quic_names",
+            "heartbeat_interval",
         ] {
             assert!(
                 EXAMPLE.contains(&format!("{key} =")),
@@ -448,6 +559,45 @@ mod tests {
         assert_eq!(c.tls, None);
         assert_eq!(c.auth, AuthSettings::default());
         assert_eq!(c.log_format, LogFormat::Human);
+        assert_eq!(c.uplink, UplinkSettings::default());
+    }
+
+    #[test]
+    fn uplink_settings_from_flags_and_file() {
+        let cli = RawConfig {
+            quic_listen: Some("127.0.0.1:0".into()),
+            quic_names: Some(vec!["ims.example.org".into(), "10.0.0.9".into()]),
+            ..RawConfig::default()
+        };
+        let s = ConfigSources::new(file("heartbeat_interval = \"2s\"\n"), cli);
+        let u = s.uplink().unwrap();
+        assert_eq!(u.listen, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(u.names, ["ims.example.org", "10.0.0.9"]);
+        assert_eq!(u.heartbeat_interval, Duration::from_secs(2));
+
+        let bad = RawConfig {
+            quic_listen: Some("7443".into()),
+            ..RawConfig::default()
+        };
+        let m = ConfigSources::new(None, bad)
+            .uplink()
+            .unwrap_err()
+            .to_string();
+        assert!(m.starts_with("--quic-listen (or IMS_QUIC_LISTEN):"), "{m}");
+        let bad = RawConfig {
+            quic_names: Some(vec!["bad name".into()]),
+            ..RawConfig::default()
+        };
+        let m = ConfigSources::new(None, bad)
+            .uplink()
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("--quic-name") && m.contains("bad name"), "{m}");
+        let m = ConfigSources::new(file("heartbeat_interval = \"2h\"\n"), RawConfig::default())
+            .uplink()
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("heartbeat_interval") && m.contains("1h"), "{m}");
     }
 
     #[test]

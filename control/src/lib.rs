@@ -5,7 +5,8 @@
 //! (queries per resource), [`auth`] (passwords, tokens, extractors), [`api`] (routes and the
 //! OpenAPI document), [`state`] (what handlers share), [`error`] (problem documents),
 //! [`config`] (settings of `ims-control serve`), [`server`] (HTTP/HTTPS serving and first-start
-//! set-up), [`metrics`] (Prometheus), [`ratelimit`] (login throttling and the time source).
+//! set-up), [`metrics`] (Prometheus), [`ratelimit`] (login throttling and the time source),
+//! [`uplink`] (the QUIC server edges enrol with and connect to: CA, join tokens, sessions).
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -19,3 +20,4 @@ pub mod ratelimit;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod uplink;

@@ -2,12 +2,21 @@
 //!
 //! ```text
 //! ims-control serve [--listen ADDR] [--tls-cert PEM --tls-key PEM] [--access-ttl 15m]
-//!                   [--refresh-ttl 24h] [--log-format human|json]      run the server
+//!                   [--refresh-ttl 24h] [--log-format human|json]
+//!                   [--quic-listen ADDR] [--quic-name NAME]... [--heartbeat-interval 10s]
+//!                                                                      run the server
 //! ims-control user add NAME [--role admin|viewer] [--password-stdin]   create a user
 //! ims-control user passwd NAME [--password-stdin]                      set a password
 //! ims-control user del NAME                                            delete a user
 //! ims-control user list                                                list users
+//! ims-control join-token --site NAME [--ttl 1h]                        one-time edge token
+//! ims-control worker list                                              list edge workers
+//! ims-control worker revoke ID                                         revoke an edge worker
 //! ```
+//!
+//! `serve` also runs the edge uplink (QUIC, UDP `--quic-listen`, default 0.0.0.0:7443) and logs
+//! `quic listening on IP:PORT` after the HTTP `listening on` line. `join-token` prints the
+//! token as its last line (creating the uplink CA first if `serve` never ran).
 //!
 //! Every command takes `--config FILE` (`IMS_CONFIG`), `--data-dir DIR` (`IMS_DATA_DIR`) and
 //! `--database URL` (`IMS_DATABASE_URL`) to find the store; flags and variables override the
@@ -23,9 +32,11 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use ims_control::api::page::{MAX_PAGE_SIZE, PageRequest};
 use ims_control::auth::password;
 use ims_control::config::{ConfigSources, LogFormat, RawConfig, ServeConfig};
 use ims_control::db::{Db, StoreError, format_ts, now_ms};
@@ -33,6 +44,9 @@ use ims_control::model::UserRole;
 use ims_control::server::{self, FirstAdmin};
 use ims_control::state::AppState;
 use ims_control::store::users::{self, UserChange};
+use ims_control::store::workers::{self as worker_store, WorkerFilter};
+use ims_control::uplink::{Ca, UplinkServer, registry, tokens};
+use tokio::sync::watch;
 use tracing::{error, info};
 
 /// The control plane of the edge netboot system: REST API, users, store.
@@ -66,6 +80,30 @@ enum Cmd {
     /// Manage users.
     #[command(subcommand)]
     User(UserCmd),
+    /// Make a one-time join token that enrols an edge into a site (printed as the last line).
+    JoinToken {
+        /// The site (name or id) the edge joins; it must exist.
+        #[arg(long, value_name = "NAME")]
+        site: String,
+        /// How long the token stays valid (1m to 30days).
+        #[arg(long, default_value = "1h", value_name = "DURATION")]
+        ttl: String,
+    },
+    /// Manage edge workers.
+    #[command(subcommand)]
+    Worker(WorkerCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkerCmd {
+    /// List the workers.
+    List,
+    /// Revoke a worker and its certificates: its uplink connection is dropped within seconds
+    /// and it cannot connect again until it is enrolled anew.
+    Revoke {
+        /// The worker's id (as `worker list` shows) or worker_id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +126,20 @@ struct ServeArgs {
     /// Log format: human or json [default: human].
     #[arg(long, env = "IMS_LOG_FORMAT", value_name = "FORMAT")]
     log_format: Option<String>,
+    /// QUIC (edge uplink, UDP) listen address [default: 0.0.0.0:7443].
+    #[arg(long, env = "IMS_QUIC_LISTEN", value_name = "ADDR")]
+    quic_listen: Option<String>,
+    /// An extra DNS name or IP address for the QUIC server certificate (repeatable).
+    #[arg(
+        long = "quic-name",
+        env = "IMS_QUIC_NAMES",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    quic_names: Vec<String>,
+    /// How often edges send a heartbeat [default: 10s].
+    #[arg(long, env = "IMS_HEARTBEAT_INTERVAL", value_name = "DURATION")]
+    heartbeat_interval: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +245,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
         layer.access_ttl.clone_from(&args.access_ttl);
         layer.refresh_ttl.clone_from(&args.refresh_ttl);
         layer.log_format.clone_from(&args.log_format);
+        layer.quic_listen.clone_from(&args.quic_listen);
+        layer.quic_names = (!args.quic_names.is_empty()).then(|| args.quic_names.clone());
+        layer
+            .heartbeat_interval
+            .clone_from(&args.heartbeat_interval);
     }
     let sources = ConfigSources::load(cli.config.as_deref(), layer).map_err(usage)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -216,7 +273,121 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 result
             })
         }
+        Cmd::JoinToken { site, ttl } => {
+            let ttl = humantime::parse_duration(ttl.trim()).map_err(|e| {
+                usage(anyhow::anyhow!(
+                    "--ttl: `{ttl}` is not a duration ({e}); write it like 30m, 1h or 2days"
+                ))
+            })?;
+            tokens::validate_ttl(ttl).map_err(|m| usage(anyhow::anyhow!("--ttl: {m}")))?;
+            let location = sources.store().map_err(usage)?;
+            runtime.block_on(async {
+                let db = server::open_store(&location).await?;
+                db.migrate().await.context("migrating the store")?;
+                let result = join_token(&db, &site, ttl).await;
+                db.close().await;
+                result
+            })
+        }
+        Cmd::Worker(cmd) => {
+            let location = sources.store().map_err(usage)?;
+            runtime.block_on(async {
+                let db = server::open_store(&location).await?;
+                db.migrate().await.context("migrating the store")?;
+                let result = worker_command(&db, cmd).await;
+                db.close().await;
+                result
+            })
+        }
     }
+}
+
+async fn join_token(db: &Db, site: &str, ttl: std::time::Duration) -> Result<(), Failure> {
+    let ca = Ca::load_or_create(db)
+        .await
+        .context("loading the uplink CA")?;
+    let issued = tokens::issue(db, ca.fingerprint(), site, ttl, now_ms())
+        .await
+        .map_err(|e| match e {
+            tokens::IssueError::BadTtl(_) => usage(e),
+            other => other.into(),
+        })?;
+    say(&format!(
+        "join token for site {} (works once, expires {}); enrol an edge with\n  \
+         netbootd enroll --config FILE --control HOST:PORT --token TOKEN\n{}",
+        issued.site_name,
+        format_ts(issued.expires_at_ms),
+        issued.token
+    ))?;
+    Ok(())
+}
+
+async fn worker_command(db: &Db, cmd: WorkerCmd) -> Result<(), Failure> {
+    match cmd {
+        WorkerCmd::Revoke { id } => match registry::revoke(db, &id, now_ms()).await {
+            Ok(r) if r.already && r.certificates == 0 => {
+                say(&format!("worker {} was already revoked", r.worker_id))?;
+            }
+            Ok(r) => say(&format!(
+                "revoked worker {} and {} certificate(s); its uplink connection closes within \
+                 seconds",
+                r.worker_id, r.certificates
+            ))?,
+            Err(StoreError::NotFound(_)) => {
+                return Err(anyhow::anyhow!(
+                    "no worker `{id}`; list the workers with `ims-control worker list`"
+                )
+                .into());
+            }
+            Err(e) => return Err(e.into()),
+        },
+        WorkerCmd::List => {
+            let now = now_ms();
+            let mut conn = db.pool().acquire().await.map_err(StoreError::from)?;
+            let mut all = Vec::new();
+            for page in 1.. {
+                let request = PageRequest {
+                    page,
+                    page_size: MAX_PAGE_SIZE,
+                };
+                let (count, list) =
+                    worker_store::list(&mut conn, WorkerFilter::default(), now, request).await?;
+                let done = list.is_empty() || all.len() + list.len() >= usize::try_from(count)?;
+                all.extend(list);
+                if done {
+                    break;
+                }
+            }
+            let width = all
+                .iter()
+                .map(|w| w.worker_id.len())
+                .max()
+                .unwrap_or(0)
+                .max("WORKER_ID".len());
+            let mut lines = vec![format!(
+                "{:<6} {:<width$} {:<16} {:<8} {:<24} {:<10} REVOKED",
+                "ID", "WORKER_ID", "SITE", "STATUS", "LAST_HEARTBEAT", "VERSION"
+            )];
+            for w in all {
+                lines.push(format!(
+                    "{:<6} {:<width$} {:<16} {:<8} {:<24} {:<10} {}",
+                    w.id,
+                    w.worker_id,
+                    w.site_name.as_deref().unwrap_or("-"),
+                    w.status.as_str(),
+                    w.last_heartbeat.map_or_else(|| "-".to_owned(), format_ts),
+                    if w.version.is_empty() {
+                        "-"
+                    } else {
+                        &w.version
+                    },
+                    if w.revoked { "yes" } else { "no" },
+                ));
+            }
+            say(&lines.join("\n"))?;
+        }
+    }
+    Ok(())
 }
 
 fn init_tracing(format: LogFormat) {
@@ -264,7 +435,15 @@ async fn serve(config: ServeConfig) -> Result<(), Failure> {
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr().unwrap_or(config.listen);
+    let ca = Arc::new(
+        Ca::load_or_create(&db)
+            .await
+            .context("loading the uplink CA")?,
+    );
+    let uplink = UplinkServer::bind(state.clone(), ca.clone(), config.uplink.clone())?;
+    let quic_local = uplink.local_addr().unwrap_or(config.uplink.listen);
     let scheme = if tls.is_some() { "https" } else { "http" };
+    // The HTTP line first: scripts and tests take the first "listening on" as the API's URL.
     info!(
         version = env!("CARGO_PKG_VERSION"),
         store = %config.store,
@@ -272,7 +451,19 @@ async fn serve(config: ServeConfig) -> Result<(), Failure> {
         refresh_ttl = %humantime::format_duration(config.auth.refresh_ttl),
         "listening on {scheme}://{local}"
     );
-    let result = server::serve(state, listener, tls, wait_for_signal()).await;
+    info!(
+        ca_fingerprint = ca.fingerprint(),
+        heartbeat_interval = %humantime::format_duration(config.uplink.heartbeat_interval),
+        "quic listening on {quic_local}"
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let quic = tokio::spawn(uplink.run(stopped(stop_rx.clone())));
+    let result = server::serve(state, listener, tls, stopped(stop_rx)).await;
+    let _ = quic.await;
     db.close().await;
     result.context("HTTP server")?;
     info!("ims-control stopped");
@@ -421,6 +612,11 @@ fn say(text: &str) -> anyhow::Result<()> {
     writeln!(out, "{text}")?;
     out.flush()?;
     Ok(())
+}
+
+/// Completes once `rx` turns true (or its sender is gone).
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// SIGINT or SIGTERM.

@@ -22,15 +22,20 @@ const IMS_VARS: &[&str] = &[
     "IMS_LOG_FORMAT",
     "IMS_ADMIN_PASSWORD",
     "IMS_USER_PASSWORD",
+    "IMS_QUIC_LISTEN",
+    "IMS_QUIC_NAMES",
+    "IMS_HEARTBEAT_INTERVAL",
 ];
 
-/// `ims-control` with a clean environment.
+/// `ims-control` with a clean environment; the QUIC uplink on a free loopback port (its
+/// default, 0.0.0.0:7443, would collide between tests running at once).
 pub fn ims_control() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ims-control"));
     for v in IMS_VARS {
         cmd.env_remove(v);
     }
     cmd.env("RUST_LOG", "info");
+    cmd.env("IMS_QUIC_LISTEN", "127.0.0.1:0");
     cmd
 }
 
