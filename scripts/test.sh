@@ -36,7 +36,7 @@ setup_postgres() {
     runuser -u postgres -- psql -q -p "$port" -v ON_ERROR_STOP=1 -c "DO \$\$ BEGIN
         IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ims_test') THEN
             CREATE ROLE ims_test LOGIN CREATEDB PASSWORD 'ims_test';
-        END IF; END \$\$;" >/dev/null
+        END IF; END \$\$; GRANT pg_signal_backend TO ims_test;" >/dev/null
     export IMS_TEST_PG_URL="postgres://ims_test:ims_test@127.0.0.1:$port/postgres"
     echo "PostgreSQL $version/$cluster on port $port (IMS_TEST_PG_URL=$IMS_TEST_PG_URL)"
 }
