@@ -9,14 +9,15 @@
 //! ims-control user passwd NAME [--password-stdin]                      set a password
 //! ims-control user del NAME                                            delete a user
 //! ims-control user list                                                list users
-//! ims-control join-token --site NAME [--ttl 1h]                        one-time edge token
+//! ims-control join-token --site NAME [--ttl 1h] [--count N]            one-time edge tokens
 //! ims-control worker list                                              list edge workers
 //! ims-control worker revoke ID                                         revoke an edge worker
 //! ```
 //!
 //! `serve` also runs the edge uplink (QUIC, UDP `--quic-listen`, default 0.0.0.0:7443) and logs
 //! `quic listening on IP:PORT` after the HTTP `listening on` line. `join-token` prints the
-//! token as its last line (creating the uplink CA first if `serve` never ran).
+//! token as its last line, or with `--count N` N tokens as the last N lines (creating the
+//! uplink CA first if `serve` never ran).
 //!
 //! Every command takes `--config FILE` (`IMS_CONFIG`), `--data-dir DIR` (`IMS_DATA_DIR`) and
 //! `--database URL` (`IMS_DATABASE_URL`) to find the store; flags and variables override the
@@ -88,6 +89,9 @@ enum Cmd {
         /// How long the token stays valid (1m to 30days).
         #[arg(long, default_value = "1h", value_name = "DURATION")]
         ttl: String,
+        /// How many tokens to make (1 to 10000), one per edge: the last N lines.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        count: usize,
     },
     /// Manage edge workers.
     #[command(subcommand)]
@@ -273,18 +277,24 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 result
             })
         }
-        Cmd::JoinToken { site, ttl } => {
+        Cmd::JoinToken { site, ttl, count } => {
             let ttl = humantime::parse_duration(ttl.trim()).map_err(|e| {
                 usage(anyhow::anyhow!(
                     "--ttl: `{ttl}` is not a duration ({e}); write it like 30m, 1h or 2days"
                 ))
             })?;
             tokens::validate_ttl(ttl).map_err(|m| usage(anyhow::anyhow!("--ttl: {m}")))?;
+            if !(1..=tokens::MAX_COUNT).contains(&count) {
+                return Err(usage(anyhow::anyhow!(
+                    "--count: {count} tokens asked for: give 1 to {}",
+                    tokens::MAX_COUNT
+                )));
+            }
             let location = sources.store().map_err(usage)?;
             runtime.block_on(async {
                 let db = server::open_store(&location).await?;
                 db.migrate().await.context("migrating the store")?;
-                let result = join_token(&db, &site, ttl).await;
+                let result = join_token(&db, &site, ttl, count).await;
                 db.close().await;
                 result
             })
@@ -302,23 +312,47 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-async fn join_token(db: &Db, site: &str, ttl: std::time::Duration) -> Result<(), Failure> {
+async fn join_token(
+    db: &Db,
+    site: &str,
+    ttl: std::time::Duration,
+    count: usize,
+) -> Result<(), Failure> {
     let ca = Ca::load_or_create(db)
         .await
         .context("loading the uplink CA")?;
-    let issued = tokens::issue(db, ca.fingerprint(), site, ttl, now_ms())
+    let issued = tokens::issue_many(db, ca.fingerprint(), site, ttl, now_ms(), count)
         .await
         .map_err(|e| match e {
-            tokens::IssueError::BadTtl(_) => usage(e),
+            tokens::IssueError::BadTtl(_) | tokens::IssueError::BadCount(_) => usage(e),
             other => other.into(),
         })?;
-    say(&format!(
-        "join token for site {} (works once, expires {}); enrol an edge with\n  \
-         netbootd enroll --config FILE --control HOST:PORT --token TOKEN\n{}",
-        issued.site_name,
-        format_ts(issued.expires_at_ms),
-        issued.token
-    ))?;
+    let Some(first) = issued.first() else {
+        return Ok(());
+    };
+    let head = if issued.len() == 1 {
+        format!(
+            "join token for site {} (works once, expires {})",
+            first.site_name,
+            format_ts(first.expires_at_ms)
+        )
+    } else {
+        format!(
+            "{} join tokens for site {}, one per edge (each works once, they expire {})",
+            issued.len(),
+            first.site_name,
+            format_ts(first.expires_at_ms)
+        )
+    };
+    let mut text = format!(
+        "{head}; enrol an edge with\n  netbootd enroll --config FILE --control HOST:PORT \
+         --token TOKEN"
+    );
+    for t in &issued {
+        text.push('\n');
+        text.push_str(&t.token.to_string());
+    }
+    say(&text)?;
     Ok(())
 }
 

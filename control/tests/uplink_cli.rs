@@ -2,7 +2,7 @@
 //! `join-token` (missing site, bad TTL, the token as the last line with the CA's fingerprint),
 //! `serve --quic-listen 127.0.0.1:0` logging where it listens, enrolment and a session with the
 //! test edge, `worker list`, and `worker revoke` dropping the live session of the serving
-//! process.
+//! process; `join-token --count N` making N distinct one-time tokens in the store.
 
 mod process;
 mod support;
@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use ims_control::db::{Db, now_ms};
 use ims_control::store::sites::{self, SiteValues};
 use ims_control::uplink::Ca;
+use ims_control::uplink::tokens::{self, JoinToken, Refusal};
 use ims_proto::{ControlMessage, ErrorCode};
 use process::{Server, ims_control, run, text};
 use support::tempdir::TempDir;
@@ -177,4 +178,82 @@ async fn join_token_serve_enrol_list_and_revoke() {
         .await
         .expect("join");
     assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_token_count_prints_that_many_one_time_tokens() {
+    let dir = TempDir::new("ims-uplink-cli-count");
+    let db = Db::open_data_dir(dir.path()).await.expect("open");
+    db.migrate().await.expect("migrate");
+    let mut tx = db.begin_write().await.expect("tx");
+    let values = SiteValues {
+        name: "bench".into(),
+        description: String::new(),
+    };
+    sites::create(&mut tx, &values, now_ms())
+        .await
+        .expect("site");
+    tx.commit().await.expect("commit");
+
+    for bad in ["0", "10001", "-1", "many"] {
+        let count = format!("--count={bad}");
+        let out = blocking(cmd(dir.path(), &["join-token", "--site", "bench", &count])).await;
+        assert_eq!(out.status.code(), Some(2), "--count {bad}");
+        assert!(
+            text(&out.stderr).contains("--count"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+
+    let out = blocking(cmd(
+        dir.path(),
+        &["join-token", "--site", "bench", "--count", "5"],
+    ))
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.len() > 5, "{stdout}");
+    assert!(
+        lines[0].contains("5 join tokens for site bench"),
+        "{stdout}"
+    );
+    let (head, last) = lines.split_at(lines.len() - 5);
+    assert!(
+        head.iter().all(|l| !l.starts_with("IMS1.")),
+        "only the last 5 lines are tokens: {stdout}"
+    );
+    let ca = Ca::load_or_create(&db).await.expect("ca");
+    let parsed: Vec<JoinToken> = last
+        .iter()
+        .map(|l| l.parse().unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert!(
+        parsed
+            .iter()
+            .all(|t| t.ca_fingerprint() == ca.fingerprint())
+    );
+    let distinct: std::collections::BTreeSet<&str> = last.iter().copied().collect();
+    assert_eq!(distinct.len(), 5, "{stdout}");
+
+    // Each is stored and works once.
+    let mut tx = db.begin_write().await.expect("tx");
+    for t in &parsed {
+        let first = tokens::consume(&mut tx, t, now_ms()).await.expect("store");
+        assert!(first.is_ok(), "{first:?}");
+        let again = tokens::consume(&mut tx, t, now_ms()).await.expect("store");
+        assert!(matches!(again, Err(Refusal::Used(_))), "{again:?}");
+    }
+    tx.rollback().await.expect("rollback");
+
+    let out = blocking(cmd(dir.path(), &["join-token", "--site", "bench"])).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("IMS1.")).count(),
+        1,
+        "the default is one token: {stdout}"
+    );
+    db.close().await;
 }

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use ims_proto::MacAddr;
 use ipnet::Ipv4Net;
 
+mod control;
 pub mod raw;
 mod services;
 mod validate;
@@ -31,7 +32,9 @@ mod service_tests;
 #[cfg(test)]
 mod tests;
 
+pub use control::{Endpoint, parse_endpoint};
 pub use services::CMDLINE_PLACEHOLDERS;
+pub(crate) use validate::check_boot_profile;
 pub use validate::is_valid_hostname;
 
 /// Default `data_dir`.
@@ -62,6 +65,12 @@ pub const DEFAULT_TFTP_TIMEOUT: std::time::Duration = std::time::Duration::from_
 pub const DEFAULT_TFTP_MAX_RETRIES: u32 = 5;
 /// Default `[http] max_downloads`.
 pub const DEFAULT_HTTP_MAX_DOWNLOADS: usize = 256;
+/// Default `[control] server_name`: the name every control-plane certificate carries.
+pub const DEFAULT_CONTROL_SERVER_NAME: &str = "ims-control";
+/// Default `[control] max_outbox`.
+pub const DEFAULT_MAX_OUTBOX: u64 = 100_000;
+/// Smallest accepted `[control] max_outbox`.
+pub const MIN_MAX_OUTBOX: u64 = 100;
 /// Environment variable overriding `[tftp] driver` (`auto`, `uring` or `tokio`).
 pub const TFTP_DRIVER_ENV: &str = "NETBOOTD_TFTP_DRIVER";
 
@@ -246,12 +255,25 @@ pub struct Config {
     pub tftp: Option<TftpConfig>,
     /// The HTTP boot server (`[http]`); `None` when the section is absent.
     pub http: Option<HttpConfig>,
+    /// The control plane (`[control]`); `None` when the edge runs standalone.
+    pub control: Option<ControlConfig>,
+}
+
+/// `[control]`: the control plane this edge reports to over the uplink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// Where its QUIC listener is.
+    pub endpoint: Endpoint,
+    /// Name its certificate must carry (default [`DEFAULT_CONTROL_SERVER_NAME`]).
+    pub server_name: String,
+    /// Most events kept in the outbox (default [`DEFAULT_MAX_OUTBOX`]).
+    pub max_outbox: u64,
 }
 
 /// Which TFTP driver runs the core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TftpDriver {
-    /// io_uring when the kernel allows it, else plain tokio (logged once).
+    /// Plain tokio: it measured cheaper per byte than io_uring (see `io::tftp`).
     #[default]
     Auto,
     /// io_uring only; fail at start if it is refused.
@@ -423,6 +445,7 @@ impl Default for Config {
             dhcp_driver: DhcpDriverConfig::default(),
             tftp: None,
             http: None,
+            control: None,
         }
     }
 }

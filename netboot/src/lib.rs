@@ -8,6 +8,8 @@
 //! - [`tftp`]: the TFTP server core: request admission, option negotiation, the windowed
 //!   transfer state machine, path normalisation and netascii.
 //! - [`config`]: the TOML file, parsed into raw types then validated into the types cores use.
+//! - [`uplink`]: the edge side of the uplink to the control plane: the session state machine,
+//!   backoff, the outbox mapping and what a snapshot from the control plane changes.
 //!
 //! Impure (the only code that touches the OS):
 //! - [`store`]: the LMDB lease journal (and an in-memory twin for tests and benches) and the
@@ -26,3 +28,4 @@ pub mod io;
 pub mod metrics;
 pub mod store;
 pub mod tftp;
+pub mod uplink;

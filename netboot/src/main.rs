@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! netbootd --config FILE                     run the daemon (env NETBOOTD_CONFIG)
+//! netbootd enroll --config FILE --control HOST:PORT --token TOKEN
+//!                                            enrol with the control plane (once)
 //! netbootd leases --config FILE [--json]     list the leases in the store (works while it runs)
 //! netbootd check-config --config FILE        validate the file and print a summary
 //! ```
@@ -9,6 +11,11 @@
 //! The daemon runs what the file configures: DHCP (`[[interface]]`/`[[subnet]]`), TFTP
 //! (`[tftp]`), HTTP boot (`[http]`) and `/metrics`; a file with only `[tftp]` is a TFTP-only
 //! edge. `NETBOOTD_TFTP_DRIVER` (`auto`, `uring`, `tokio`) overrides `[tftp] driver`.
+//!
+//! With `[control]` the daemon also runs the uplink to the control plane (it must be enrolled
+//! first): it serves the machines, boot profiles and subnets of the control plane's snapshot
+//! (kept in the store, so also while the control plane is unreachable and across restarts),
+//! and delivers its events (leases, transfers, phone-home, service errors).
 //!
 //! Exit status: 0 on a clean stop (SIGINT/SIGTERM), 2 for a bad command line or configuration
 //! (including a `[tftp]`/`[http]` root missing on this machine), 1 for any other failure. The
@@ -19,6 +26,7 @@ use std::io::{self, IsTerminal, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -28,9 +36,13 @@ use ims_netboot::dhcp::{Lease, LeaseState, Server, UnixTime};
 use ims_netboot::http::{self, HttpError, HttpState};
 use ims_netboot::io::dhcp_driver::{DhcpDriver, Sockets};
 use ims_netboot::io::tftp::{self, TftpOptions, TftpService};
+use ims_netboot::io::uplink::identity::{self, Identity, IdentityError};
+use ims_netboot::io::uplink::{Uplink, UplinkParts, enroll, tls};
 use ims_netboot::metrics;
 use ims_netboot::store::LeaseStore;
 use ims_netboot::store::lmdb::LmdbStore;
+use ims_netboot::uplink::{JoinToken, ServiceHealth, effective_dhcp};
+use ims_proto::{SERVICE_DHCP, SERVICE_HTTP, SERVICE_TFTP, ServiceState};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{error, info};
@@ -72,6 +84,19 @@ enum Cmd {
     },
     /// Validate the configuration file and print a summary.
     CheckConfig,
+    /// Enrol this edge with the control plane: get a certificate with a one-time join token
+    /// and store it in <data_dir>/uplink/.
+    Enroll {
+        /// The control plane's QUIC address (`ims-control serve --quic-listen`).
+        #[arg(long, value_name = "HOST:PORT")]
+        control: String,
+        /// The join token printed by `ims-control join-token --site NAME`.
+        #[arg(long, env = "NETBOOTD_JOIN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Enrol again even though an identity exists (it is replaced).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -88,6 +113,25 @@ fn main() -> ExitCode {
         }
     };
     let daemon = cli.command.is_none();
+    tls::install_crypto_provider();
+    if let Some(Cmd::Enroll {
+        control,
+        token,
+        force,
+    }) = &cli.command
+    {
+        return run_enroll(path, &config, control, token, *force);
+    }
+    let identity = match (&config.control, daemon) {
+        (Some(_), true) => match identity::load(&config.data_dir) {
+            Ok(identity) => Some(identity),
+            Err(e) => {
+                eprintln!("netbootd: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
     if daemon || matches!(cli.command, Some(Cmd::CheckConfig)) {
         // Parsing checks the text; the roots must also exist on the machine that runs it.
         if let Err(e) = config.check_filesystem(&path.display().to_string()) {
@@ -102,11 +146,12 @@ fn main() -> ExitCode {
         }
     }
     let result = match cli.command {
-        None => run_daemon(config),
+        None => run_daemon(config, identity),
         Some(Cmd::Leases { json }) => list_leases(&config, json),
         Some(Cmd::Discovered { json }) => list_discovered(&config, json),
         Some(Cmd::Events { json, after }) => list_events(&config, json, after),
         Some(Cmd::CheckConfig) => check_config(path, &config),
+        Some(Cmd::Enroll { .. }) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -117,6 +162,79 @@ fn main() -> ExitCode {
             } else {
                 eprintln!("netbootd: {e:#}");
             }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `netbootd enroll`: exit status 2 for a bad command line, 1 when enrolment fails.
+fn run_enroll(path: &Path, config: &Config, control: &str, token: &str, force: bool) -> ExitCode {
+    let usage = |e: &dyn std::fmt::Display| {
+        eprintln!("netbootd enroll: {e}");
+        ExitCode::from(2)
+    };
+    let endpoint = match ims_netboot::config::parse_endpoint(control) {
+        Ok(endpoint) => endpoint,
+        Err(e) => return usage(&format!("--control {e}")),
+    };
+    let token = match JoinToken::parse(token) {
+        Ok(token) => token,
+        Err(e) => return usage(&e),
+    };
+    if identity::is_enrolled(&config.data_dir) && !force {
+        let who = identity::load(&config.data_dir)
+            .map(|i| format!(" as {} (site {})", i.info.worker_id, i.info.site))
+            .unwrap_or_default();
+        return usage(&format!(
+            "this edge is already enrolled{who} ({}): pass --force to enrol again and replace \
+             its identity",
+            identity::uplink_dir(&config.data_dir).display()
+        ));
+    }
+    let server_name = config
+        .control
+        .as_ref()
+        .map_or(ims_netboot::config::DEFAULT_CONTROL_SERVER_NAME, |c| {
+            c.server_name.as_str()
+        })
+        .to_owned();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("netbootd enroll: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let hostname = ims_netboot::io::uplink::host::hostname();
+    let enrolled_at = rfc3339(unix_now());
+    let result = runtime.block_on(enroll::enroll(
+        &config.data_dir,
+        &endpoint,
+        &server_name,
+        &token,
+        &hostname,
+        enrolled_at,
+    ));
+    match result {
+        Ok(enrolled) => {
+            let mut out = io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "enrolled as worker {} (site {})\nidentity written to {}\n\nput this in {} \
+                 and start netbootd:\n\n[control]\nendpoint = \"{}\"",
+                enrolled.worker_id,
+                enrolled.site,
+                enrolled.dir.display(),
+                path.display(),
+                enrolled.endpoint
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("netbootd enroll: {e}");
             ExitCode::FAILURE
         }
     }
@@ -147,7 +265,7 @@ fn init_tracing(format: LogFormat) {
 }
 
 #[allow(clippy::disallowed_methods)]
-fn run_daemon(config: Config) -> anyhow::Result<()> {
+fn run_daemon(config: Config, identity: Option<Identity>) -> anyhow::Result<()> {
     let started = Instant::now();
     init_tracing(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -155,10 +273,14 @@ fn run_daemon(config: Config) -> anyhow::Result<()> {
         .thread_name("netbootd")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(daemon(config, started))
+    runtime.block_on(daemon(config, identity, started))
 }
 
-async fn daemon(config: Config, started: Instant) -> anyhow::Result<()> {
+async fn daemon(
+    config: Config,
+    identity: Option<Identity>,
+    started: Instant,
+) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let signal_tx = stop_tx.clone();
     tokio::spawn(async move {
@@ -189,8 +311,46 @@ async fn daemon(config: Config, started: Instant) -> anyhow::Result<()> {
     })?;
     let leases = store.load_leases().context("loading leases")?;
     let events = store.event_log().context("opening the event log")?;
-    let dhcp = &config.dhcp;
+    let sync = store.sync_store();
+    // With a control plane, serve its last snapshot (machines, boot profiles, subnets); the
+    // file's interfaces and settings stay. Standalone, the file alone.
+    let snapshot = match &config.control {
+        Some(_) => sync
+            .load_snapshot()
+            .context("loading the control plane's snapshot from the store")?,
+        None => None,
+    };
+    let served = match &snapshot {
+        Some(snapshot) => {
+            let effective = effective_dhcp(&config.dhcp, snapshot);
+            for warning in &effective.warnings {
+                tracing::warn!(
+                    generation = snapshot.generation,
+                    "stored snapshot: {warning}"
+                );
+            }
+            info!(
+                generation = snapshot.generation,
+                machines = effective.dhcp.machines.len(),
+                "serving the stored snapshot of the control plane"
+            );
+            effective.dhcp
+        }
+        None => config.dhcp.clone(),
+    };
+    let dhcp = &served;
     let dhcp_enabled = !dhcp.interfaces.is_empty() || !dhcp.subnets.is_empty();
+    let health = ServiceHealth::new();
+    let state = |on: bool| {
+        if on {
+            ServiceState::Running
+        } else {
+            ServiceState::Disabled
+        }
+    };
+    health.set_state(SERVICE_DHCP, state(dhcp_enabled));
+    health.set_state(SERVICE_TFTP, state(config.tftp.is_some()));
+    health.set_state(SERVICE_HTTP, state(config.http.is_some()));
     let summary = Summary {
         interfaces: dhcp.interfaces.len(),
         subnets: dhcp.subnets.len(),
@@ -219,8 +379,10 @@ async fn daemon(config: Config, started: Instant) -> anyhow::Result<()> {
         let service = start_tftp(tftp, events.clone(), stop_rx.clone())?;
         services.spawn(async move { service.stopped().await.context("TFTP server") });
     }
+    let mut http_state = None;
     if let (Some(http_config), Some(listener)) = (&config.http, http_listener) {
-        let state = HttpState::new(http_config, &config.dhcp, Some(events.clone()));
+        let state = HttpState::new(http_config, dhcp, Some(events.clone()));
+        http_state = Some(state.clone());
         info!(
             listen = %listener.local_addr().unwrap_or(http_config.listen),
             public_url = %http_config.public_url,
@@ -235,14 +397,43 @@ async fn daemon(config: Config, started: Instant) -> anyhow::Result<()> {
                 .context("HTTP boot server")
         });
     }
+
+    // The uplink: DHCP configuration updates go through a watch channel to the driver.
+    let (dhcp_updates, dhcp_updates_rx) = watch::channel(Arc::new(dhcp.clone()));
+    let uplink_task = match (&config.control, identity) {
+        (Some(control), Some(identity)) => {
+            let uplink = Uplink::new(UplinkParts {
+                control: control.clone(),
+                identity,
+                base: config.dhcp.clone(),
+                sync,
+                events: events.clone(),
+                dhcp_updates: dhcp_enabled.then_some(dhcp_updates),
+                http: http_state,
+                health: health.clone(),
+                snapshot,
+                started,
+            })
+            .context("preparing the uplink to the control plane")?;
+            Some(tokio::spawn(uplink.run(stop_rx.clone())))
+        }
+        _ => None,
+    };
+    let with_control = uplink_task.is_some();
     drop(events);
 
     let dhcp_run = async {
         if dhcp_enabled {
-            let server = Server::new(config.dhcp.clone(), leases, unix_now());
+            let server = Server::new(dhcp.clone(), leases, unix_now());
             let sockets = Sockets::open(dhcp, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67))
                 .context("opening DHCP sockets")?;
-            let driver = DhcpDriver::new(server, store, sockets, config.dhcp_driver.max_batch)?;
+            let mut driver = DhcpDriver::new(server, store, sockets, config.dhcp_driver.max_batch)?;
+            if with_control {
+                driver = driver
+                    .with_config_updates(dhcp_updates_rx.clone())
+                    .with_lease_events()
+                    .with_health(health.clone());
+            }
             log_started(&summary, started);
             driver
                 .run(stop_rx.clone())
@@ -283,6 +474,15 @@ async fn daemon(config: Config, started: Instant) -> anyhow::Result<()> {
         }
     }
 
+    if let Some(task) = uplink_task {
+        let _ = stop_tx.send(true);
+        if tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_err()
+        {
+            error!("the uplink did not stop within 5 s");
+        }
+    }
     if let Some(task) = metrics_task {
         // The listener stops on the same signal; an error there is worth reporting, not fatal.
         match tokio::time::timeout(Duration::from_secs(5), task).await {
@@ -643,6 +843,23 @@ fn check_config(path: &Path, config: &Config) -> anyhow::Result<()> {
             )?;
         }
         None => writeln!(out, "http: disabled")?,
+    }
+    match &config.control {
+        Some(c) => {
+            let enrolled = match identity::load(&config.data_dir) {
+                Ok(i) => format!("enrolled as {} (site {})", i.info.worker_id, i.info.site),
+                Err(IdentityError::NotEnrolled(_)) => {
+                    "NOT enrolled: run `netbootd enroll` before starting".to_owned()
+                }
+                Err(e) => format!("identity unusable: {e}"),
+            };
+            writeln!(
+                out,
+                "control: {} (server name {}, max_outbox {}), {enrolled}",
+                c.endpoint, c.server_name, c.max_outbox
+            )?;
+        }
+        None => writeln!(out, "control: none (standalone)")?,
     }
     if dhcp.interfaces.is_empty() && dhcp.subnets.is_empty() {
         let note = if config.tftp.is_some() {

@@ -37,10 +37,18 @@
 //! | `netbootd_tftp_cache_bytes` | gauge | |
 //! | `netbootd_tftp_send_errors_total` | counter | |
 //! | `netbootd_tftp_events_dropped_total` | counter | |
+//! | `netbootd_uplink_connected` | gauge (0/1) | |
+//! | `netbootd_uplink_outbox_depth` | gauge | |
+//! | `netbootd_uplink_events_sent_total` | counter | |
+//! | `netbootd_uplink_outbox_dropped_total` | counter | |
+//!
+//! The uplink's heartbeats report some of these gauges too; [`live_gauges`] reads the values
+//! last published, whether or not a recorder is installed.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -111,6 +119,15 @@ pub const TFTP_CACHE_BYTES: &str = "netbootd_tftp_cache_bytes";
 pub const TFTP_SEND_ERRORS: &str = "netbootd_tftp_send_errors_total";
 /// TFTP events not written to the event log because its queue was full.
 pub const TFTP_EVENTS_DROPPED: &str = "netbootd_tftp_events_dropped_total";
+
+/// 1 while the uplink session with the control plane is established, else 0.
+pub const UPLINK_CONNECTED: &str = "netbootd_uplink_connected";
+/// Events waiting in the outbox (the event log) for the control plane.
+pub const UPLINK_OUTBOX_DEPTH: &str = "netbootd_uplink_outbox_depth";
+/// Events sent to the control plane (resends included).
+pub const UPLINK_EVENTS_SENT: &str = "netbootd_uplink_events_sent_total";
+/// Events dropped from a full outbox (oldest lease renewals first, never a phone-home).
+pub const UPLINK_OUTBOX_DROPPED: &str = "netbootd_uplink_outbox_dropped_total";
 
 /// Buckets of [`TFTP_BLKSIZE`]: the sizes firmware and clients commonly ask for, and the MTU
 /// fits (1428/1432 with tunnels, 1468 Ethernet, 8968 jumbo frames).
@@ -292,6 +309,22 @@ fn describe() {
         TFTP_EVENTS_DROPPED,
         "TFTP events not written to the event log because its queue was full"
     );
+    describe_gauge!(
+        UPLINK_CONNECTED,
+        "1 while the uplink session with the control plane is established"
+    );
+    describe_gauge!(
+        UPLINK_OUTBOX_DEPTH,
+        "Events waiting in the outbox for the control plane"
+    );
+    describe_counter!(
+        UPLINK_EVENTS_SENT,
+        "Events sent to the control plane, resends included"
+    );
+    describe_counter!(
+        UPLINK_OUTBOX_DROPPED,
+        "Events dropped from a full outbox (oldest lease renewals first, never a phone-home)"
+    );
     for reason in DropReason::ALL {
         counter!(DROPPED, "reason" => reason.as_str()).absolute(0);
     }
@@ -317,8 +350,33 @@ pub fn publish_dhcp_stats(stats: &Stats) {
     }
 }
 
+/// The gauges last published, for the uplink's heartbeats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveGauges {
+    /// Leases bound ([`ACTIVE_LEASES`]).
+    pub active_leases: u64,
+    /// TFTP transfers running ([`TFTP_ACTIVE`]).
+    pub tftp_active: u64,
+    /// TFTP requests waiting for a slot ([`TFTP_QUEUED`]).
+    pub tftp_queued: u64,
+}
+
+static LIVE_ACTIVE_LEASES: AtomicU64 = AtomicU64::new(0);
+static LIVE_TFTP_ACTIVE: AtomicU64 = AtomicU64::new(0);
+static LIVE_TFTP_QUEUED: AtomicU64 = AtomicU64::new(0);
+
+/// The values last given to [`publish_dhcp_gauges`] and [`publish_tftp_stats`] (0 before).
+pub fn live_gauges() -> LiveGauges {
+    LiveGauges {
+        active_leases: LIVE_ACTIVE_LEASES.load(Ordering::Relaxed),
+        tftp_active: LIVE_TFTP_ACTIVE.load(Ordering::Relaxed),
+        tftp_queued: LIVE_TFTP_QUEUED.load(Ordering::Relaxed),
+    }
+}
+
 /// Set the lease and pool gauges.
 pub fn publish_dhcp_gauges(active_leases: usize, pools: &[PoolUsage]) {
+    LIVE_ACTIVE_LEASES.store(active_leases as u64, Ordering::Relaxed);
     gauge!(ACTIVE_LEASES).set(active_leases as f64);
     for pool in pools {
         let subnet = pool.subnet.to_string();
@@ -367,6 +425,8 @@ pub fn publish_tftp_stats(
     queued_requests: usize,
     cache_bytes: u64,
 ) {
+    LIVE_TFTP_ACTIVE.store(active_transfers as u64, Ordering::Relaxed);
+    LIVE_TFTP_QUEUED.store(queued_requests as u64, Ordering::Relaxed);
     gauge!(TFTP_ACTIVE).set(active_transfers as f64);
     gauge!(TFTP_QUEUED).set(queued_requests as f64);
     gauge!(TFTP_CACHE_BYTES).set(cache_bytes as f64);
@@ -401,6 +461,26 @@ pub fn record_tftp_send_error() {
 /// Record TFTP events dropped because the event log could not keep up.
 pub fn record_tftp_events_dropped(n: u64) {
     counter!(TFTP_EVENTS_DROPPED).increment(n);
+}
+
+/// Whether the uplink session is established.
+pub fn set_uplink_connected(connected: bool) {
+    gauge!(UPLINK_CONNECTED).set(if connected { 1.0 } else { 0.0 });
+}
+
+/// Events waiting in the outbox.
+pub fn set_outbox_depth(depth: u64) {
+    gauge!(UPLINK_OUTBOX_DEPTH).set(depth as f64);
+}
+
+/// Events sent to the control plane.
+pub fn record_uplink_events_sent(n: u64) {
+    counter!(UPLINK_EVENTS_SENT).increment(n);
+}
+
+/// Events dropped from a full outbox.
+pub fn record_outbox_dropped(n: u64) {
+    counter!(UPLINK_OUTBOX_DROPPED).increment(n);
 }
 
 /// The exporter's routes: `GET /metrics` and `GET /healthz`.

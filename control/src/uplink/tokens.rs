@@ -265,6 +265,9 @@ pub enum IssueError {
     /// The lifetime is out of range.
     #[error("--ttl: {0}")]
     BadTtl(String),
+    /// The number of tokens is out of range.
+    #[error("--count: {0}")]
+    BadCount(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -282,7 +285,34 @@ pub async fn issue(
     ttl: Duration,
     now_ms: i64,
 ) -> Result<IssuedToken, IssueError> {
+    let mut issued = issue_many(db, ca_fingerprint, site, ttl, now_ms, 1).await?;
+    issued
+        .pop()
+        .ok_or_else(|| IssueError::BadCount("no token was made".into()))
+}
+
+/// Most tokens one [`issue_many`] call makes (`ims-control join-token --count`).
+pub const MAX_COUNT: usize = 10_000;
+
+/// Makes and stores `count` (1 to [`MAX_COUNT`]) join tokens for the site `site` in one
+/// transaction, each working once, all like [`issue`] makes them.
+///
+/// # Errors
+/// See [`IssueError`].
+pub async fn issue_many(
+    db: &Db,
+    ca_fingerprint: &str,
+    site: &str,
+    ttl: Duration,
+    now_ms: i64,
+    count: usize,
+) -> Result<Vec<IssuedToken>, IssueError> {
     validate_ttl(ttl).map_err(IssueError::BadTtl)?;
+    if !(1..=MAX_COUNT).contains(&count) {
+        return Err(IssueError::BadCount(format!(
+            "{count} tokens asked for: give 1 to {MAX_COUNT}"
+        )));
+    }
     let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
     let expires_at_ms = now_ms.saturating_add(ttl_ms);
     let mut tx = db.begin_write().await?;
@@ -294,15 +324,19 @@ pub async fn issue(
         .fetch_one(&mut *tx)
         .await
         .map_err(StoreError::from)?;
-    let token = JoinToken::generate(ca_fingerprint);
-    insert(&mut tx, &token, site_id, expires_at_ms, now_ms).await?;
+    let mut issued = Vec::with_capacity(count);
+    for _ in 0..count {
+        let token = JoinToken::generate(ca_fingerprint);
+        insert(&mut tx, &token, site_id, expires_at_ms, now_ms).await?;
+        issued.push(IssuedToken {
+            token,
+            site_id,
+            site_name: site_name.clone(),
+            expires_at_ms,
+        });
+    }
     tx.commit().await.map_err(StoreError::from)?;
-    Ok(IssuedToken {
-        token,
-        site_id,
-        site_name,
-        expires_at_ms,
-    })
+    Ok(issued)
 }
 
 #[cfg(test)]

@@ -40,6 +40,8 @@ pub struct RawConfig {
     pub tftp: Option<Spanned<RawTftp>>,
     /// `[http]`: the HTTP boot server; absent means no HTTP.
     pub http: Option<Spanned<RawHttp>>,
+    /// `[control]`: the control plane this edge reports to; absent means standalone.
+    pub control: Option<Spanned<RawControl>>,
 }
 
 /// `log_format`.
@@ -182,6 +184,20 @@ pub struct RawHttp {
     pub public_url: Option<String>,
     /// Concurrent file downloads (default 256); further requests wait.
     pub max_downloads: Option<usize>,
+}
+
+/// `[control]`. Only `endpoint` is required.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawControl {
+    /// `HOST:PORT` of the control plane's QUIC listener (`ims-control serve --quic-listen`),
+    /// such as `control.example.net:7443` or `[fd00::1]:7443`.
+    pub endpoint: Option<String>,
+    /// Name the control plane's certificate is checked against (default `ims-control`).
+    pub server_name: Option<String>,
+    /// Most events kept in the outbox while the control plane is unreachable (default 100000);
+    /// beyond it the oldest lease renewals are dropped first, never a phone-home.
+    pub max_outbox: Option<u64>,
 }
 
 /// `[[machine]]`.

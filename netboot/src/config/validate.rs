@@ -86,6 +86,11 @@ pub(crate) fn validate(raw: RawConfig) -> Res<Config> {
         .as_ref()
         .map(|http| services::http(http, tftp.as_ref(), &interfaces))
         .transpose()?;
+    let control = raw
+        .control
+        .as_ref()
+        .map(super::control::control)
+        .transpose()?;
 
     Ok(Config {
         data_dir,
@@ -105,6 +110,7 @@ pub(crate) fn validate(raw: RawConfig) -> Res<Config> {
         },
         tftp,
         http,
+        control,
     })
 }
 
@@ -228,6 +234,32 @@ fn boot_profiles(raw: &[Spanned<RawBootProfile>]) -> Res<BTreeMap<String, BootPr
         );
     }
     Ok(out)
+}
+
+/// Check one boot profile that did not come from the file (the control plane's snapshot) with
+/// the rules of `[[boot_profile]]`; `at` names it in the error (`boot_profile "default"`).
+pub(crate) fn check_boot_profile(at: &str, p: &RawBootProfile) -> Result<(), Invalid> {
+    if p.name.trim().is_empty() || p.name.chars().any(char::is_control) {
+        return Err(invalid(
+            format!("{at}.name"),
+            None,
+            format!("{:?} is not a usable name", p.name),
+        ));
+    }
+    let files = [
+        ("bios", &p.bios, false),
+        ("uefi_x64", &p.uefi_x64, false),
+        ("uefi_arm64", &p.uefi_arm64, false),
+        ("http", &p.http, true),
+        ("http_arm64", &p.http_arm64, true),
+        ("ipxe_script", &p.ipxe_script, false),
+    ];
+    for (key, value, url) in files {
+        if let Some(value) = value {
+            boot_file(&format!("{at}.{key}"), None, value, url)?;
+        }
+    }
+    services::boot_script(at, None, p)
 }
 
 /// A boot file name or URL: non-empty, printable, at most 255 bytes; HTTP boot needs a URL.

@@ -286,6 +286,32 @@ impl Server {
             .collect()
     }
 
+    /// Every lease in the table (any state), by address.
+    pub fn leases(&self) -> impl Iterator<Item = &Lease> {
+        self.table.leases()
+    }
+
+    /// Serve `config` from now on: machines, boot profiles and subnets changed at run time (a
+    /// snapshot from the control plane). The lease table, counters and discovered machines
+    /// are kept; pools are rebuilt around the new reservations; offers not yet requested are
+    /// dropped (their clients' next DISCOVER or REQUEST is judged by the new configuration).
+    /// Interfaces are fixed at start (each has a socket): `config.interfaces` is ignored and
+    /// the current ones are kept.
+    pub fn replace_config(&mut self, mut config: DhcpConfig, now: UnixTime) {
+        config.interfaces = self.config.interfaces.clone();
+        let leases = self.table.leases().cloned().collect();
+        let fresh = Self::new(config, leases, now);
+        self.config = fresh.config;
+        self.table = fresh.table;
+        self.unknown_log = fresh.unknown_log;
+        self.warned.clear();
+    }
+
+    /// The configuration being served.
+    pub fn config(&self) -> &DhcpConfig {
+        &self.config
+    }
+
     /// The configured name of interface `id`.
     pub fn interface_name(&self, id: InterfaceId) -> Option<&str> {
         self.config.interfaces.get(id.0).map(|i| i.name.as_str())
@@ -420,3 +446,6 @@ impl Server {
         }
     }
 }
+
+#[cfg(test)]
+mod replace_tests;

@@ -27,12 +27,23 @@
 //! sends) and exits; [`DhcpDriver::run`] returns after it has.
 //!
 //! The sockets are shared by the loop and the committer through `Arc` (sending is `&self`).
+//!
+//! # With a control plane
+//!
+//! - [`DhcpDriver::with_lease_events`]: the committer adds a lease event (granted, renewed,
+//!   released, expired) to the event log in the same transaction as each lease write (see
+//!   `lease_events`), so the outbox holds an event exactly for each committed lease.
+//! - [`DhcpDriver::with_config_updates`]: a new [`DhcpConfig`] on the channel (machines, boot
+//!   profiles, subnets from a snapshot) is swapped into the core between two inputs
+//!   ([`Server::replace_config`]); leases are kept, interfaces stay as they were.
+//! - [`DhcpDriver::with_health`]: lease commit failures are reported as a DHCP service error,
+//!   and the next successful commit as recovery.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -42,6 +53,10 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
+#[cfg(test)]
+use self::committer::committer;
+use self::committer::{CommitHooks, commit_loop};
+use self::lease_events::{LeaseEvents, SharedSubnets};
 use super::raw_socket::{self, PacketType, RawSocket, wait_writable};
 use super::udp::{self, RelaySocket};
 use crate::config::DhcpConfig;
@@ -49,6 +64,10 @@ use crate::dhcp::frame::UdpFrame;
 use crate::dhcp::{Command, Destination, InterfaceId, MessageType, Reply, Server, UnixTime};
 use crate::metrics;
 use crate::store::{LeaseStore, StoreOp};
+use crate::uplink::ServiceHealth;
+
+mod committer;
+mod lease_events;
 
 /// Largest frame or datagram read; longer ones are truncated (and then rejected by the core).
 const RECV_BUFFER_BYTES: usize = 9216;
@@ -304,79 +323,6 @@ fn with_retry(
     }
 }
 
-/// The committer thread: owns the store; commits every batch waiting (up to `max_ops` store
-/// operations, and always at least one batch) as one transaction, then sends the replies of
-/// those batches in order. Returns the store when the channel closes.
-fn committer<S: LeaseStore>(
-    mut store: S,
-    batches: &mpsc::Receiver<Batch>,
-    transmitter: &Transmitter,
-    in_flight: &AtomicUsize,
-    max_ops: usize,
-) -> S {
-    let mut scratch = Vec::with_capacity(1600);
-    let mut ops = Vec::new();
-    let mut group: Vec<Batch> = Vec::new();
-    // A batch taken from the channel that did not fit in the previous commit.
-    let mut carried: Option<Batch> = None;
-    while let Some(first) = carried.take().or_else(|| batches.recv().ok()) {
-        let mut pending_ops = first.ops.len();
-        group.push(first);
-        while pending_ops < max_ops {
-            let Ok(more) = batches.try_recv() else {
-                break;
-            };
-            if pending_ops + more.ops.len() > max_ops && !more.ops.is_empty() {
-                carried = Some(more);
-                break;
-            }
-            pending_ops += more.ops.len();
-            group.push(more);
-        }
-        ops.clear();
-        for batch in &mut group {
-            ops.append(&mut batch.ops);
-        }
-        let committed = if ops.is_empty() {
-            true
-        } else {
-            let started = monotonic();
-            match store.commit(&ops) {
-                Ok(()) => {
-                    metrics::record_commit(started.elapsed(), ops.len());
-                    true
-                }
-                Err(e) => {
-                    metrics::record_commit_failure();
-                    let dropped = group
-                        .iter()
-                        .flat_map(|b| &b.replies)
-                        .filter(|(_, depends)| *depends)
-                        .count();
-                    error!(
-                        error = %e,
-                        operations = ops.len(),
-                        replies_dropped = dropped,
-                        "lease commit failed: not sending the replies that depend on it (clients \
-                         will retry); check the data_dir disk"
-                    );
-                    false
-                }
-            }
-        };
-        for batch in group.drain(..) {
-            for (reply, depends) in &batch.replies {
-                if committed || !depends {
-                    transmitter.send(reply, &mut scratch);
-                }
-            }
-            in_flight.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-    debug!("lease committer stopped");
-    store
-}
-
 /// A receive source: a link (by index) or the relay socket.
 #[derive(Debug, Clone, Copy)]
 enum Source {
@@ -391,6 +337,9 @@ pub struct DhcpDriver<S> {
     store: S,
     sockets: Sockets,
     max_batch: usize,
+    config_updates: Option<watch::Receiver<Arc<DhcpConfig>>>,
+    lease_events: bool,
+    health: Option<ServiceHealth>,
 }
 
 impl<S: LeaseStore + 'static> DhcpDriver<S> {
@@ -425,7 +374,34 @@ impl<S: LeaseStore + 'static> DhcpDriver<S> {
             store,
             sockets,
             max_batch: max_batch.max(1),
+            config_updates: None,
+            lease_events: false,
+            health: None,
         })
+    }
+
+    /// Serve each configuration sent on `updates` from then on (see the module docs); the
+    /// value already in the channel is taken as seen.
+    #[must_use]
+    pub fn with_config_updates(mut self, mut updates: watch::Receiver<Arc<DhcpConfig>>) -> Self {
+        updates.mark_unchanged();
+        self.config_updates = Some(updates);
+        self
+    }
+
+    /// Append a lease event to the event log with every lease write (see the module docs). The
+    /// store must accept [`StoreOp::AppendEvent`].
+    #[must_use]
+    pub fn with_lease_events(mut self) -> Self {
+        self.lease_events = true;
+        self
+    }
+
+    /// Report lease commit failures (and recoveries) to `health`.
+    #[must_use]
+    pub fn with_health(mut self, health: ServiceHealth) -> Self {
+        self.health = Some(health);
+        self
     }
 
     /// Run until `shutdown` becomes `true` (or its sender is dropped). Returns once the
@@ -439,7 +415,15 @@ impl<S: LeaseStore + 'static> DhcpDriver<S> {
             store,
             sockets,
             max_batch,
+            mut config_updates,
+            lease_events,
+            health,
         } = self;
+        let subnets: SharedSubnets = Arc::new(RwLock::new(subnet_nets(server.config())));
+        let hooks = CommitHooks {
+            events: lease_events.then(|| LeaseEvents::new(server.leases(), Arc::clone(&subnets))),
+            health,
+        };
 
         let mut links = Vec::with_capacity(sockets.links.len());
         let mut link_fds = Vec::with_capacity(sockets.links.len());
@@ -472,7 +456,16 @@ impl<S: LeaseStore + 'static> DhcpDriver<S> {
             let in_flight = Arc::clone(&in_flight);
             thread::Builder::new()
                 .name("lease-commit".into())
-                .spawn(move || committer(store, &from_loop, &transmitter, &in_flight, max_batch))
+                .spawn(move || {
+                    commit_loop(
+                        store,
+                        &from_loop,
+                        &transmitter,
+                        &in_flight,
+                        max_batch,
+                        hooks,
+                    )
+                })
                 .map_err(|e| DriverError::Committer(e.to_string()))?
         };
 
@@ -513,6 +506,7 @@ impl<S: LeaseStore + 'static> DhcpDriver<S> {
                 () = reader.readable() => Wake::Readable,
                 () = tokio::time::sleep(GAUGE_INTERVAL.saturating_sub(last_gauges.elapsed())),
                     if gauges_stale => Wake::Gauges,
+                config = config_changed(&mut config_updates) => Wake::Config(config),
             };
             let now = UnixTime(wall_clock().as_secs());
             let mut batch = Batch::default();
@@ -521,8 +515,20 @@ impl<S: LeaseStore + 'static> DhcpDriver<S> {
                     route(command, batch, &transmitter, &in_flight, &mut scratch);
                 }
             };
-            match wake {
+            match &wake {
                 Wake::Gauges => {}
+                Wake::Config(config) => {
+                    server.replace_config((**config).clone(), now);
+                    *subnets.write().unwrap_or_else(PoisonError::into_inner) =
+                        subnet_nets(server.config());
+                    info!(
+                        machines = config.machines.len(),
+                        boot_profiles = config.boot_profiles.len(),
+                        subnets = config.subnets.len(),
+                        "DHCP now serves the updated machines and boot profiles"
+                    );
+                    gauges_stale = true;
+                }
                 Wake::Timer => {
                     if deadline.is_some_and(|d| d <= now) {
                         server.handle_timeout(now);
@@ -612,8 +618,28 @@ fn route(
     }
 }
 
+/// The subnets of `config`, for lease events.
+fn subnet_nets(config: &DhcpConfig) -> Vec<ipnet::Ipv4Net> {
+    config.subnets.iter().map(|s| s.cidr).collect()
+}
+
+/// The next configuration sent on `updates`; never resolves without a channel (or once its
+/// sender is gone).
+async fn config_changed(updates: &mut Option<watch::Receiver<Arc<DhcpConfig>>>) -> Arc<DhcpConfig> {
+    let Some(rx) = updates.as_mut() else {
+        return std::future::pending().await;
+    };
+    match rx.changed().await {
+        Ok(()) => Arc::clone(&rx.borrow_and_update()),
+        Err(_) => {
+            *updates = None;
+            std::future::pending().await
+        }
+    }
+}
+
 /// Why the loop woke up.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Wake {
     /// The core's timer is due (or the capped sleep ended).
     Timer,
@@ -621,6 +647,8 @@ enum Wake {
     Readable,
     /// The lease and pool gauges are due for a refresh.
     Gauges,
+    /// A new configuration to serve.
+    Config(Arc<DhcpConfig>),
 }
 
 /// A received packet, borrowed from the reader's buffer.

@@ -9,9 +9,11 @@
 //! - [`dhcp_driver`]: the DHCP loop, with group commit of leases before their ACKs go out.
 //! - [`root`]: opening boot files confined beneath the served root (`openat2`).
 //! - [`tftp`]: the TFTP service: file cache, and the io_uring and plain-tokio drivers.
+//! - [`uplink`]: the QUIC uplink to the control plane (mutual TLS), enrolment and identity.
 pub mod dhcp_driver;
 pub(crate) mod lmdb_env;
 pub mod raw_socket;
 pub mod root;
 pub mod tftp;
 pub mod udp;
+pub mod uplink;

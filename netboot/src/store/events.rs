@@ -1,5 +1,6 @@
 //! The durable edge event log: every machine-visible step the edge took (phone-home, iPXE script,
-//! TFTP and HTTP transfers), in order, waiting to be delivered to the control plane.
+//! TFTP and HTTP transfers, lease changes, service errors), in order, waiting to be delivered to
+//! the control plane.
 //!
 //! The log lives in the `events` database of the edge's LMDB environment (see
 //! [`super::lmdb`]); an [`EventLog`] comes from [`LmdbStore::event_log`](super::lmdb::LmdbStore::event_log)
@@ -20,6 +21,17 @@
 //! committed with LMDB's default sync (on disk). They block: call them from a blocking thread
 //! (`tokio::task::spawn_blocking`), never directly on an async executor thread.
 //!
+//! Lease events ([`EventKind::LeaseGranted`] and its siblings) are not appended through
+//! [`EventLog`]: the DHCP committer writes them as [`StoreOp::AppendEvent`](super::StoreOp) in
+//! the same transaction as the lease they describe, so an event exists exactly when its lease
+//! was committed.
+//!
+//! # Bound
+//!
+//! With a control plane configured the log is the uplink's outbox, and [`EventLog::trim`] keeps
+//! it under a cap while the control plane is unreachable: the oldest lease renewals go first,
+//! then the oldest other events, never a phone-home.
+//!
 //! # Forward compatibility
 //!
 //! [`EventKind`] is an externally tagged enum (`{"PhoneHome": {...}}` in CBOR). serde's
@@ -28,13 +40,14 @@
 //! `netbootd`) decodes as [`EventKind::Unknown`] carrying the kind's name, instead of failing
 //! the whole listing. New fields in known kinds must be optional (`#[serde(default)]`).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use heed::{Env, RoTxn, RwTxn, WithoutTls};
 use ims_proto::MacAddr;
+use ipnet::Ipv4Net;
 use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 
@@ -131,6 +144,21 @@ pub enum EventKind {
         /// Response status (200, or 206 for a range).
         status: u16,
     },
+    /// A lease was granted (an ACK to a client without a binding of that address).
+    LeaseGranted(LeaseRecord),
+    /// A bound lease was extended (an ACK to a renewing or rebinding client).
+    LeaseRenewed(LeaseRecord),
+    /// The client released its lease (DHCPRELEASE, or it moved to another address).
+    LeaseReleased(LeaseRecord),
+    /// A bound lease ran out.
+    LeaseExpired(LeaseRecord),
+    /// A service of the edge hit an error.
+    ServiceError {
+        /// The service (`dhcp`, `tftp`, `http`, `uplink`).
+        service: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A kind this build does not know, written by a newer `netbootd`. Never appended by this
     /// build; the uplink should skip (not resend) such events.
     Unknown {
@@ -148,6 +176,11 @@ impl EventKind {
         "TftpCompleted",
         "TftpFailed",
         "HttpCompleted",
+        "LeaseGranted",
+        "LeaseRenewed",
+        "LeaseReleased",
+        "LeaseExpired",
+        "ServiceError",
     ];
 
     /// The kind's name (the CBOR tag), for logs and metrics.
@@ -159,8 +192,49 @@ impl EventKind {
             Self::TftpCompleted { .. } => "TftpCompleted",
             Self::TftpFailed { .. } => "TftpFailed",
             Self::HttpCompleted { .. } => "HttpCompleted",
+            Self::LeaseGranted(_) => "LeaseGranted",
+            Self::LeaseRenewed(_) => "LeaseRenewed",
+            Self::LeaseReleased(_) => "LeaseReleased",
+            Self::LeaseExpired(_) => "LeaseExpired",
+            Self::ServiceError { .. } => "ServiceError",
             Self::Unknown { name } => name,
         }
+    }
+}
+
+/// The lease a lease event is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// Client hardware address.
+    pub mac: MacAddr,
+    /// The leased address.
+    pub ip: Ipv4Addr,
+    /// Hostname given to the client.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// When the lease ends; for released and expired leases, when it ended.
+    pub ends: UnixTime,
+    /// Boot file handed out, if any.
+    #[serde(default)]
+    pub boot_file: Option<String>,
+    /// The subnet the address belongs to, when known.
+    #[serde(default)]
+    pub subnet: Option<Ipv4Net>,
+}
+
+/// What [`EventLog::trim`] deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Trimmed {
+    /// Lease renewals deleted.
+    pub renewals: u64,
+    /// Other events deleted (never phone-homes).
+    pub others: u64,
+}
+
+impl Trimmed {
+    /// Events deleted in all.
+    pub fn total(&self) -> u64 {
+        self.renewals + self.others
     }
 }
 
@@ -239,26 +313,13 @@ impl EventLog {
     ) -> Result<Vec<u64>, StoreError> {
         let db = self.writable()?;
         let mut wtxn = self.env.write_txn().map_err(|e| self.lmdb(e))?;
-        let mut next = self.next_seq(&wtxn, db)?;
         let mut seqs = Vec::new();
         for (at, kind) in events {
-            let seq = next;
-            next = next.checked_add(1).ok_or_else(|| StoreError::Corrupt {
-                key: "meta/events/next_seq".to_owned(),
-                reason: "sequence numbers exhausted".to_owned(),
-            })?;
-            let event = Event { seq, at, kind };
-            let value = encode(&key_name(seq), &event)?;
-            db.put(&mut wtxn, &seq.to_be_bytes(), &value)
-                .map_err(|e| self.lmdb(e))?;
-            seqs.push(seq);
+            seqs.push(append_in(&mut wtxn, db, self.meta, &self.path, at, &kind)?);
         }
         if seqs.is_empty() {
             return Ok(seqs);
         }
-        self.meta
-            .put(&mut wtxn, NEXT_SEQ_KEY, &next.to_be_bytes())
-            .map_err(|e| self.lmdb(e))?;
         wtxn.commit().map_err(|e| self.lmdb(e))?;
         Ok(seqs)
     }
@@ -315,7 +376,7 @@ impl EventLog {
         let db = self.writable()?;
         let mut wtxn = self.env.write_txn().map_err(|e| self.lmdb(e))?;
         // Pin the counter first, so it survives deleting the newest events.
-        let next = self.next_seq(&wtxn, db)?;
+        let next = next_seq_in(&wtxn, db, self.meta, &self.path)?;
         self.meta
             .put(&mut wtxn, NEXT_SEQ_KEY, &next.to_be_bytes())
             .map_err(|e| self.lmdb(e))?;
@@ -326,6 +387,69 @@ impl EventLog {
             .map_err(|e| self.lmdb(e))?;
         wtxn.commit().map_err(|e| self.lmdb(e))?;
         Ok(removed)
+    }
+
+    /// Keep at most `max` events: when there are more, delete the oldest lease renewals, then
+    /// the oldest other events, never a phone-home (so the log may stay above `max` when only
+    /// phone-homes are left). One durable transaction; returns what was deleted. Reads every
+    /// stored event when over the cap: call it now and then, not per append.
+    ///
+    /// # Errors
+    /// [`StoreError::ReadOnly`] on a read-only log; LMDB failures; a corrupt record.
+    pub fn trim(&self, max: u64) -> Result<Trimmed, StoreError> {
+        let db = self.writable()?;
+        // Under the cap (the usual case): a read, no write transaction.
+        if self.len()? <= max {
+            return Ok(Trimmed::default());
+        }
+        let mut wtxn = self.env.write_txn().map_err(|e| self.lmdb(e))?;
+        let len = db.len(&wtxn).map_err(|e| self.lmdb(e))?;
+        let mut excess = len.saturating_sub(max);
+        if excess == 0 {
+            return Ok(Trimmed::default());
+        }
+        // Pin the counter first, so it survives deleting the newest events.
+        let next = next_seq_in(&wtxn, db, self.meta, &self.path)?;
+        self.meta
+            .put(&mut wtxn, NEXT_SEQ_KEY, &next.to_be_bytes())
+            .map_err(|e| self.lmdb(e))?;
+        let mut renewals = Vec::new();
+        let mut others = Vec::new();
+        {
+            let rtxn: &RoTxn<'_> = &wtxn;
+            for entry in db.iter(rtxn).map_err(|e| self.lmdb(e))? {
+                let (key, value) = entry.map_err(|e| self.lmdb(e))?;
+                let event = decode_event(key, value)?;
+                match event.kind {
+                    EventKind::LeaseRenewed(_) => renewals.push(event.seq),
+                    EventKind::PhoneHome { .. } => {}
+                    _ => others.push(event.seq),
+                }
+                if renewals.len() as u64 >= excess {
+                    break;
+                }
+            }
+        }
+        let mut trimmed = Trimmed::default();
+        for (seqs, count) in [
+            (renewals, &mut trimmed.renewals),
+            (others, &mut trimmed.others),
+        ] {
+            for seq in seqs {
+                if excess == 0 {
+                    break;
+                }
+                if db
+                    .delete(&mut wtxn, &seq.to_be_bytes())
+                    .map_err(|e| self.lmdb(e))?
+                {
+                    *count += 1;
+                    excess -= 1;
+                }
+            }
+        }
+        wtxn.commit().map_err(|e| self.lmdb(e))?;
+        Ok(trimmed)
     }
 
     /// The store directory.
@@ -342,29 +466,58 @@ impl EventLog {
         }
     }
 
-    /// The next sequence number: from `meta`, else one past the newest stored event, else 1.
-    fn next_seq(&self, txn: &RwTxn<'_>, db: RawDb) -> Result<u64, StoreError> {
-        let rtxn: &RoTxn<'_> = txn;
-        if let Some(bytes) = self
-            .meta
-            .get(rtxn, NEXT_SEQ_KEY)
-            .map_err(|e| self.lmdb(e))?
-        {
-            let octets = <[u8; 8]>::try_from(bytes).map_err(|_| StoreError::Corrupt {
-                key: "meta/events/next_seq".to_owned(),
-                reason: format!("{} bytes, expected a u64", bytes.len()),
-            })?;
-            return Ok(u64::from_be_bytes(octets).max(1));
-        }
-        match db.last(rtxn).map_err(|e| self.lmdb(e))? {
-            None => Ok(1),
-            Some((key, _)) => Ok(seq_of(key)?.saturating_add(1)),
-        }
-    }
-
     fn lmdb(&self, source: heed::Error) -> StoreError {
         lmdb_error(&self.path, source)
     }
+}
+
+/// The next sequence number: from `meta`, else one past the newest stored event, else 1.
+fn next_seq_in(txn: &RwTxn<'_>, db: RawDb, meta: RawDb, path: &Path) -> Result<u64, StoreError> {
+    let rtxn: &RoTxn<'_> = txn;
+    if let Some(bytes) = meta
+        .get(rtxn, NEXT_SEQ_KEY)
+        .map_err(|e| lmdb_error(path, e))?
+    {
+        let octets = <[u8; 8]>::try_from(bytes).map_err(|_| StoreError::Corrupt {
+            key: "meta/events/next_seq".to_owned(),
+            reason: format!("{} bytes, expected a u64", bytes.len()),
+        })?;
+        return Ok(u64::from_be_bytes(octets).max(1));
+    }
+    match db.last(rtxn).map_err(|e| lmdb_error(path, e))? {
+        None => Ok(1),
+        Some((key, _)) => Ok(seq_of(key)?.saturating_add(1)),
+    }
+}
+
+/// Append one event inside the write transaction `wtxn` (numbered from `meta`, which is
+/// advanced) and return its sequence number. Nothing is durable until `wtxn` commits.
+pub(super) fn append_in(
+    wtxn: &mut RwTxn<'_>,
+    db: RawDb,
+    meta: RawDb,
+    path: &Path,
+    at: UnixTime,
+    kind: &EventKind,
+) -> Result<u64, StoreError> {
+    let seq = next_seq_in(wtxn, db, meta, path)?;
+    let next = seq.checked_add(1).ok_or_else(|| StoreError::Corrupt {
+        key: "meta/events/next_seq".to_owned(),
+        reason: "sequence numbers exhausted".to_owned(),
+    })?;
+    /// The stored form, borrowing the kind.
+    #[derive(Serialize)]
+    struct EventRef<'a> {
+        seq: u64,
+        at: UnixTime,
+        kind: &'a EventKind,
+    }
+    let value = encode(&key_name(seq), &EventRef { seq, at, kind })?;
+    db.put(wtxn, &seq.to_be_bytes(), &value)
+        .map_err(|e| lmdb_error(path, e))?;
+    meta.put(wtxn, NEXT_SEQ_KEY, &next.to_be_bytes())
+        .map_err(|e| lmdb_error(path, e))?;
+    Ok(seq)
 }
 
 fn key_name(seq: u64) -> String {

@@ -11,9 +11,10 @@
 //! | `meta`       | `schema`                     | schema version, `u32` big-endian            |
 //! | `events`     | sequence number, `u64` BE    | [`RECORD_VERSION`] byte + CBOR of an [`Event`](super::events::Event) |
 //! | `meta`       | `events/next_seq`            | next event sequence number, `u64` BE        |
+//! | `sync`       | `snapshot`                   | [`RECORD_VERSION`] byte + CBOR of the control plane's [`Snapshot`](ims_proto::Snapshot) |
 //!
-//! The `events` database was added without a schema bump: an older `netbootd` ignores it, and
-//! a store written by one gains it on the next read-write open.
+//! The `events` and `sync` databases were added without a schema bump: an older `netbootd`
+//! ignores them, and a store written by one gains them on the next read-write open.
 //!
 //! Big-endian address keys make LMDB's byte order the numeric order, so leases load sorted by IP.
 //!
@@ -44,7 +45,8 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::events::EventLog;
+use super::events::{EventLog, append_in};
+use super::sync::SyncStore;
 use super::{LeaseStore, StoreError, StoreOp};
 use crate::dhcp::{DiscoveredMachine, Lease};
 use crate::io::lmdb_env::{EnvMode, open_env};
@@ -59,13 +61,14 @@ pub const RECORD_VERSION: u8 = 1;
 /// Default LMDB map size: the most the data file may grow to (1 GiB, roughly four million leases).
 pub const DEFAULT_MAP_SIZE: usize = 1 << 30;
 
-/// Named databases in the environment (room is left for the event outbox and machines).
+/// Named databases in the environment (five used; room is left for more).
 const MAX_DBS: u32 = 8;
 
 const LEASES_DB: &str = "leases";
 const DISCOVERED_DB: &str = "discovered";
 const META_DB: &str = "meta";
 const EVENTS_DB: &str = "events";
+const SYNC_DB: &str = "sync";
 const SCHEMA_KEY: &[u8] = b"schema";
 
 /// File in the store directory a writer holds an exclusive `flock` on.
@@ -83,6 +86,8 @@ pub struct LmdbStore {
     meta: RawDb,
     /// `None` only in a read-only store written before event logs existed.
     events: Option<RawDb>,
+    /// `None` only in a read-only store written before the uplink existed.
+    sync: Option<RawDb>,
     path: PathBuf,
     read_only: bool,
     /// Held for as long as the store or an [`EventLog`] from it is open; declared
@@ -133,6 +138,7 @@ impl LmdbStore {
                     opener.create_database::<Bytes, Bytes>(wtxn, Some(DISCOVERED_DB))?;
                 let meta = opener.create_database::<Bytes, Bytes>(wtxn, Some(META_DB))?;
                 let events = opener.create_database::<Bytes, Bytes>(wtxn, Some(EVENTS_DB))?;
+                let sync = opener.create_database::<Bytes, Bytes>(wtxn, Some(SYNC_DB))?;
                 let found = read_schema(dir, &meta, wtxn)?;
                 match found {
                     Some(found) if found > SCHEMA_VERSION => {
@@ -142,10 +148,12 @@ impl LmdbStore {
                     // A new store, or (in later versions) an older schema to migrate here.
                     _ => meta.put(wtxn, SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?,
                 }
-                Ok(CommitOrAbort::Commit((leases, discovered, meta, events)))
+                Ok(CommitOrAbort::Commit((
+                    leases, discovered, meta, events, sync,
+                )))
             })
             .map_err(|e| e.into_store_error(dir))?;
-        let (leases, discovered, meta, events) = match opened {
+        let (leases, discovered, meta, events, sync) = match opened {
             CommitOrAbort::Commit(dbs) => dbs,
             CommitOrAbort::Abort(found) => {
                 return Err(StoreError::NewerSchema {
@@ -161,6 +169,7 @@ impl LmdbStore {
             discovered,
             meta,
             events: Some(events),
+            sync: Some(sync),
             path,
             read_only: false,
             writer_lock: Some(Arc::new(lock)),
@@ -193,7 +202,7 @@ impl LmdbStore {
         let env =
             open_env(dir, EnvMode::ReadOnly, MAX_DBS).map_err(|source| lmdb_error(dir, source))?;
         let rtxn = env.read_txn().map_err(|source| lmdb_error(dir, source))?;
-        let (leases, discovered, meta, events) = env
+        let (leases, discovered, meta, events, sync) = env
             .open_databases_and_commit(rtxn, |opener, rtxn| -> Result<_, OpenError> {
                 let open = |name: &str| {
                     opener
@@ -213,6 +222,9 @@ impl LmdbStore {
                 let events = opener
                     .open_database::<Bytes, Bytes>(rtxn, Some(EVENTS_DB))
                     .map_err(|source| lmdb_error(dir, source))?;
+                let sync = opener
+                    .open_database::<Bytes, Bytes>(rtxn, Some(SYNC_DB))
+                    .map_err(|source| lmdb_error(dir, source))?;
                 match read_schema(dir, &meta, rtxn)? {
                     Some(found) if found > SCHEMA_VERSION => {
                         Err(OpenError::Store(StoreError::NewerSchema {
@@ -222,7 +234,7 @@ impl LmdbStore {
                         }))
                     }
                     Some(_) => Ok(CommitOrAbort::<_, ()>::Commit((
-                        leases, discovered, meta, events,
+                        leases, discovered, meta, events, sync,
                     ))),
                     None => Err(OpenError::Store(StoreError::Corrupt {
                         key: "meta/schema".to_owned(),
@@ -242,6 +254,7 @@ impl LmdbStore {
             discovered,
             meta,
             events,
+            sync,
             path: dir.to_path_buf(),
             read_only: true,
             writer_lock: None,
@@ -287,6 +300,20 @@ impl LmdbStore {
         ))
     }
 
+    /// The uplink's part of the store (the control plane's snapshot, lease lookups), sharing
+    /// this store's environment like [`LmdbStore::event_log`]. One from a read-only store reads
+    /// but refuses to save.
+    pub fn sync_store(&self) -> SyncStore {
+        SyncStore::new(
+            self.env.clone(),
+            self.sync,
+            self.leases,
+            self.path.clone(),
+            self.read_only,
+            self.writer_lock.clone(),
+        )
+    }
+
     /// The store directory.
     pub fn path(&self) -> &Path {
         &self.path
@@ -318,6 +345,14 @@ impl LmdbStore {
                 self.discovered
                     .put(wtxn, &machine.mac.octets(), &value)
                     .map_err(|source| self.lmdb(source))
+            }
+            StoreOp::AppendEvent { at, kind } => {
+                let Some(events) = self.events else {
+                    return Err(StoreError::ReadOnly {
+                        path: display(&self.path),
+                    });
+                };
+                append_in(wtxn, events, self.meta, &self.path, *at, kind).map(drop)
             }
         }
     }
@@ -528,4 +563,4 @@ fn io_error(path: &Path, source: std::io::Error) -> StoreError {
 }
 
 #[cfg(test)]
-pub(super) mod tests;
+pub(crate) mod tests;

@@ -7,14 +7,16 @@ use std::net::Ipv4Addr;
 
 use ims_proto::MacAddr;
 
+use super::events::EventKind;
 use super::{LeaseStore, StoreError, StoreOp};
-use crate::dhcp::{DiscoveredMachine, Lease};
+use crate::dhcp::{DiscoveredMachine, Lease, UnixTime};
 
 /// A lease store held in memory.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     leases: BTreeMap<Ipv4Addr, Lease>,
     discovered: BTreeMap<MacAddr, DiscoveredMachine>,
+    events: Vec<(UnixTime, EventKind)>,
     commits: u64,
     fail_commits: bool,
 }
@@ -41,6 +43,11 @@ impl MemoryStore {
     /// The lease stored under `ip`, if any.
     pub fn lease(&self, ip: Ipv4Addr) -> Option<&Lease> {
         self.leases.get(&ip)
+    }
+
+    /// Events appended with [`StoreOp::AppendEvent`], in order.
+    pub fn events(&self) -> &[(UnixTime, EventKind)] {
+        &self.events
     }
 
     /// How many `commit` calls succeeded (to check that a driver groups writes).
@@ -82,6 +89,7 @@ impl LeaseStore for MemoryStore {
                 StoreOp::PutDiscovered(machine) => {
                     self.discovered.insert(machine.mac, machine.clone());
                 }
+                StoreOp::AppendEvent { at, kind } => self.events.push((*at, kind.clone())),
             }
         }
         self.commits += 1;

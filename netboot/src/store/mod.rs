@@ -8,18 +8,21 @@
 //! - [`memory::MemoryStore`]: the same behaviour in `BTreeMap`s, for tests and benches.
 //!
 //! The same LMDB environment also holds the durable edge event log ([`events::EventLog`], from
-//! [`lmdb::LmdbStore::event_log`]): the outbox of machine-visible steps for the control plane.
+//! [`lmdb::LmdbStore::event_log`]): the outbox of machine-visible steps for the control plane;
+//! and the control plane's last snapshot of the site ([`sync::SyncStore`], from
+//! [`lmdb::LmdbStore::sync_store`]), which the edge serves from across restarts.
 //!
 //! Records carry a format-version byte and the store a schema version, so a newer `netbootd` can
 //! read what an older one wrote and an older one refuses a store it does not understand.
 
 use std::net::Ipv4Addr;
 
-use crate::dhcp::{DiscoveredMachine, Lease};
+use crate::dhcp::{DiscoveredMachine, Lease, UnixTime};
 
 pub mod events;
 pub mod lmdb;
 pub mod memory;
+pub mod sync;
 
 /// One change in a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +33,14 @@ pub enum StoreOp {
     RemoveLease(Ipv4Addr),
     /// Insert or replace a discovered machine (keyed by MAC).
     PutDiscovered(DiscoveredMachine),
+    /// Append an event to the event log, in the same transaction as the rest of the batch (lease
+    /// events: they exist exactly when their lease was committed).
+    AppendEvent {
+        /// When it happened.
+        at: UnixTime,
+        /// What happened.
+        kind: events::EventKind,
+    },
 }
 
 /// Store failures.

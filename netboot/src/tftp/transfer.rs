@@ -114,6 +114,19 @@ pub(crate) struct Transfer {
     pub(crate) indexed: bool,
 }
 
+/// Longest file name echoed in an ERROR message, in characters.
+pub(crate) const SHOWN_NAME_CHARS: usize = 64;
+
+/// `name` as echoed to the client in an ERROR: its first [`SHOWN_NAME_CHARS`] characters,
+/// followed by "..." when it is longer (a name may be up to `max_path_len` bytes; the ERROR
+/// should stay a short datagram).
+pub(crate) fn shown_name(name: &str) -> std::borrow::Cow<'_, str> {
+    match name.char_indices().nth(SHOWN_NAME_CHARS) {
+        None => name.into(),
+        Some((cut, _)) => format!("{}...", &name[..cut]).into(),
+    }
+}
+
 /// `now + d`, saturating at `now` (an `Instant` that cannot be represented never comes up in
 /// practice; this only keeps arithmetic panic-free).
 pub(crate) fn later(now: Instant, d: Duration) -> Instant {
@@ -212,23 +225,21 @@ impl Transfer {
             bump(&mut ctx.stats.ignored_datagrams);
             return Step::Continue;
         }
+        let name = shown_name(&self.path);
         let (c, message, reason) = match error {
             FileError::NotFound => (
                 code::FILE_NOT_FOUND,
-                format!("file not found: {}", self.path),
+                format!("file not found: {name}"),
                 FailReason::NotFound,
             ),
             FileError::AccessViolation => (
                 code::ACCESS_VIOLATION,
-                format!(
-                    "access violation: {} is not a readable file under the root",
-                    self.path
-                ),
+                format!("access violation: {name} is not a readable file under the root"),
                 FailReason::AccessViolation,
             ),
             FileError::Io => (
                 code::NOT_DEFINED,
-                format!("read error on the server for {}; retry later", self.path),
+                format!("read error on the server for {name}; retry later"),
                 FailReason::Io,
             ),
         };

@@ -418,3 +418,151 @@ fn warnings_are_rate_limited() {
     assert!(!limiter.should_warn());
     assert!(!limiter.should_warn());
 }
+
+/// A memory store whose commits number `fail` (0-based) fail.
+struct FailingAt {
+    inner: MemoryStore,
+    fail: Vec<usize>,
+    attempts: usize,
+}
+
+impl LeaseStore for FailingAt {
+    fn load_leases(&self) -> Result<Vec<Lease>, StoreError> {
+        self.inner.load_leases()
+    }
+
+    fn load_discovered(&self) -> Result<Vec<crate::dhcp::DiscoveredMachine>, StoreError> {
+        self.inner.load_discovered()
+    }
+
+    fn commit(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        let attempt = self.attempts;
+        self.attempts += 1;
+        if self.fail.contains(&attempt) {
+            return Err(StoreError::Io {
+                path: "test".into(),
+                source: io::Error::other("injected: disk full"),
+            });
+        }
+        self.inner.commit(ops)
+    }
+}
+
+/// Run the committer with lease events and `health` over `batches`, one commit per batch.
+fn commit_with_events<S: LeaseStore + 'static>(
+    store: S,
+    existing: &[Lease],
+    health: &ServiceHealth,
+    batches: Vec<Batch>,
+) -> S {
+    let (_receiver, transmitter) = loopback();
+    let (tx, rx) = mpsc::channel();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    for b in batches {
+        in_flight.fetch_add(1, Ordering::AcqRel);
+        tx.send(b).expect("queue");
+    }
+    drop(tx);
+    let subnets: SharedSubnets = Arc::new(RwLock::new(vec!["10.0.0.0/24".parse().expect("net")]));
+    let hooks = CommitHooks {
+        events: Some(LeaseEvents::new(existing, subnets)),
+        health: Some(health.clone()),
+    };
+    thread::spawn(move || commit_loop(store, &rx, &transmitter, &in_flight, 1, hooks))
+        .join()
+        .expect("committer")
+}
+
+fn put(lease: Lease) -> Batch {
+    Batch {
+        ops: vec![StoreOp::PutLease(lease)],
+        lease_written: true,
+        replies: vec![],
+    }
+}
+
+#[test]
+fn the_committer_appends_a_lease_event_exactly_for_each_committed_lease() {
+    use crate::store::events::EventKind;
+    let existing = lease(9); // bound before the daemon started
+    let mut released = lease(1);
+    released.state = LeaseState::Released;
+    let mut expired = existing.clone();
+    expired.state = LeaseState::Expired;
+    let store = FailingAt {
+        inner: MemoryStore::new(),
+        fail: vec![2],
+        attempts: 0,
+    };
+    let health = ServiceHealth::new();
+    health.set_state(ims_proto::SERVICE_DHCP, ims_proto::ServiceState::Running);
+    let store = commit_with_events(
+        store,
+        std::slice::from_ref(&existing),
+        &health,
+        vec![
+            put(lease(1)), // granted
+            put(lease(1)), // renewed (same MAC, same start)
+            put(lease(2)), // commit fails: no lease, no event
+            put(lease(2)), // the client retries: granted
+            put(released), // released
+            put(expired),  // the lease from before the start ran out
+        ],
+    );
+    let events: Vec<(&str, Ipv4Addr)> = store
+        .inner
+        .events()
+        .iter()
+        .map(|(_, kind)| match kind {
+            EventKind::LeaseGranted(r)
+            | EventKind::LeaseRenewed(r)
+            | EventKind::LeaseReleased(r)
+            | EventKind::LeaseExpired(r) => (kind.name(), r.ip),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    let ip = |last| Ipv4Addr::new(10, 0, 0, last);
+    assert_eq!(
+        events,
+        vec![
+            ("LeaseGranted", ip(1)),
+            ("LeaseRenewed", ip(1)),
+            ("LeaseGranted", ip(2)),
+            ("LeaseReleased", ip(1)),
+            ("LeaseExpired", ip(9)),
+        ]
+    );
+    assert_eq!(store.inner.lease_count(), 3);
+    // The failure was reported once, and the next commit recovered the service.
+    let errors = health.take_new_errors();
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].message.contains("disk full"), "{errors:?}");
+    let dhcp = &health.statuses()[ims_proto::SERVICE_DHCP];
+    assert_eq!(dhcp.state, ims_proto::ServiceState::Running);
+    assert!(dhcp.last_error.is_some());
+}
+
+#[test]
+fn lease_events_land_in_the_lmdb_event_log_with_their_lease() {
+    use crate::store::events::EventKind;
+    use crate::store::lmdb::LmdbStore;
+    use crate::store::lmdb::tests::TempDir;
+    let dir = TempDir::new("driver-lease-events");
+    let store = LmdbStore::open(dir.path()).expect("open");
+    let log = store.event_log().expect("log");
+    let health = ServiceHealth::new();
+    let store = commit_with_events(store, &[], &health, vec![put(lease(4)), put(lease(4))]);
+    assert_eq!(store.lease_count().expect("count"), 1);
+    let listed = log.list(0, usize::MAX).expect("list");
+    let names: Vec<&str> = listed.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(names, ["LeaseGranted", "LeaseRenewed"]);
+    match &listed[0].kind {
+        EventKind::LeaseGranted(r) => {
+            assert_eq!(r.mac, lease(4).mac);
+            assert_eq!(r.ends, lease(4).ends);
+            assert_eq!(r.subnet, Some("10.0.0.0/24".parse().expect("net")));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(health.take_new_errors().is_empty());
+}

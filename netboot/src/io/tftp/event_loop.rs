@@ -2,15 +2,18 @@
 //! ([`Backend`]).
 //!
 //! One single-threaded runtime runs it:
-//! 1. Receiver tasks (one per socket: the listener and each transfer's own) and blocking file
-//!    jobs post [`Inbound`] messages to one bounded inbox.
-//! 2. The loop waits for the inbox, the core's deadline ([`Server::poll_timeout`]) or shutdown;
-//!    reads the clock once; feeds every waiting message to the core (`handle_request`,
-//!    `handle_datagram`, `handle_file_opened`, `handle_file_error`) or calls `handle_timeout`.
+//! 1. The backend watches the sockets (the listener and each transfer's own) and hands the
+//!    loop every datagram ready at once, in one reused [`Batch`] (no allocation, no message per
+//!    datagram); blocking file jobs post [`Inbound`] messages to a bounded inbox.
+//! 2. The loop waits for datagrams, the inbox, the core's deadline ([`Server::poll_timeout`])
+//!    or shutdown; reads the clock once; feeds everything waiting to the core
+//!    (`handle_request`, `handle_datagram`, `handle_file_opened`, `handle_file_error`) or calls
+//!    `handle_timeout`.
 //! 3. It drains [`Server::poll_command`] and executes each command in order: `Open` creates the
-//!    transfer's socket and starts a file job; `Send` hands a packet to the backend (a DATA
-//!    packet is a header plus a slice of the shared file [`Bytes`]); `Close` drops the socket
-//!    and the file handle; `Event` is logged, counted and appended to the event log.
+//!    transfer's socket and starts a file job; `Send` hands packets to the backend (consecutive
+//!    DATA packets of a transfer become one run, sent with GSO: see `gso`; a DATA packet is a
+//!    header plus a slice of the shared file [`Bytes`]); `Close` drops the socket and the file
+//!    handle; `Event` is logged, counted and appended to the event log.
 //!
 //! File jobs run on tokio's blocking pool: `open_confined` + `fstat`, then (on a cache miss)
 //! reading the whole file once, however many transfers wait for it.
@@ -18,6 +21,7 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs::{File, Metadata};
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
@@ -27,11 +31,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::events::EventSink;
 use super::files::{self, CacheKey, FileCache, FileIdentity};
+use super::gso::{Coalescer, DataRun, PendingRun};
+use super::receive::{Batch, Received};
 use crate::io::root::open_confined;
 use crate::metrics;
 use crate::tftp::{
@@ -43,10 +48,10 @@ pub(crate) const LISTENER_BUFFER: usize = 65_536;
 /// Receive buffer of a transfer socket: ACKs are 4 bytes, ERRORs short; longer datagrams are
 /// cut (and then ignored by the core).
 pub(crate) const TRANSFER_BUFFER: usize = 2048;
-/// Messages waiting for the loop; receivers wait (and the kernel buffers) when it is full.
-const INBOX_CAPACITY: usize = 4096;
-/// Most messages handled before the commands are drained.
-const MAX_BATCH: usize = 1024;
+/// File-job messages waiting for the loop.
+const INBOX_CAPACITY: usize = 1024;
+/// Most inbox messages handled before the commands are drained.
+const MAX_MESSAGES: usize = 256;
 /// Gauges and counters are published at most this often (and whenever a transfer ends).
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(250);
 /// Repeated I/O warnings are logged at most this often (the rest go to `debug`).
@@ -63,17 +68,9 @@ pub(crate) enum Origin {
     Transfer(TransferId),
 }
 
-/// What the loop is told by its receiver tasks and file jobs.
+/// What the loop is told by its file jobs.
 #[derive(Debug)]
 pub(crate) enum Inbound {
-    /// A datagram.
-    Datagram {
-        origin: Origin,
-        peer: SocketAddr,
-        data: Vec<u8>,
-    },
-    /// A receive failed (logged; the receiver carries on).
-    ReceiveFailed { origin: Origin, error: io::Error },
     /// A file job opened (or failed to open) a transfer's file.
     Opened {
         id: TransferId,
@@ -88,14 +85,15 @@ pub(crate) enum Inbound {
     },
 }
 
-/// Where receivers post.
-pub(crate) type Inbox = mpsc::Sender<Inbound>;
+/// Where file jobs post.
+type Inbox = mpsc::Sender<Inbound>;
 
-/// A packet for the backend to send.
+/// What the backend sends.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
-    /// DATA: the header of `block`, then `payload` (a slice of the shared file).
-    Data { block: u16, payload: Bytes },
+    /// DATA packets: consecutive blocks, each a header plus a slice of the shared file, sent
+    /// with GSO where the socket allows it (see `gso`).
+    Data(DataRun),
     /// Any other packet, encoded by the core.
     Encoded(Vec<u8>),
 }
@@ -105,25 +103,31 @@ pub(crate) enum Outgoing {
 pub(crate) trait Backend: 'static {
     /// A UDP socket of this backend.
     type Socket: 'static;
+    /// What [`Backend::watch`] returns for a socket, handed back to [`Backend::retire`].
+    type Watch: 'static;
 
     /// Take over a bound std socket.
     fn adopt(&self, socket: UdpSocket) -> io::Result<Rc<Self::Socket>>;
 
-    /// Start a task receiving from `socket` into buffers of `buffer` bytes, posting to `inbox`
-    /// until aborted or the inbox closes.
-    fn spawn_receiver(
+    /// Start receiving from `socket` (datagrams of at most `buffer` bytes; longer ones are
+    /// cut): its datagrams come out of [`Backend::receive`] as `origin`'s.
+    fn watch(
         &self,
-        socket: Rc<Self::Socket>,
+        socket: &Rc<Self::Socket>,
         origin: Origin,
         buffer: usize,
-        inbox: Inbox,
-    ) -> JoinHandle<()>;
+    ) -> io::Result<Self::Watch>;
 
-    /// Send `packet` from `socket` to `peer`.
+    /// Wait until datagrams are ready, then put them (at most `MAX_BATCH`) into `batch`,
+    /// which is empty. Returns with at least one entry.
+    fn receive(&self, batch: &mut Batch) -> impl Future<Output = ()>;
+
+    /// Send `packet` from `socket` to `peer`, in order after what was sent before.
     fn send(&self, socket: &Rc<Self::Socket>, peer: SocketAddr, packet: Outgoing);
 
-    /// A transfer socket is done (its receiver already aborted); `local` is its address.
-    fn retire(&self, socket: Rc<Self::Socket>, local: SocketAddr);
+    /// A transfer socket is done: stop receiving from it and close it once what was sent has
+    /// left; `local` is its address.
+    fn retire(&self, socket: Rc<Self::Socket>, watch: Option<Self::Watch>, local: SocketAddr);
 }
 
 /// Rate-limited reporting of socket errors, shared by the loop and its backend.
@@ -143,7 +147,7 @@ impl IoErrors {
         }
     }
 
-    fn receive_failed(&self, origin: Origin, error: &io::Error) {
+    pub(crate) fn receive_failed(&self, origin: Origin, error: &io::Error) {
         if self.may_warn() {
             warn!(?origin, "TFTP receive failed: {error}");
         } else {
@@ -172,10 +176,11 @@ pub(crate) fn monotonic() -> Instant {
 
 /// A running transfer, as the driver sees it.
 #[derive(Debug)]
-struct Transfer<S> {
+struct Transfer<S, W> {
     /// Its own socket (`None` when it could not be opened: its ERROR leaves from the listener).
     socket: Option<(Rc<S>, SocketAddr)>,
-    receiver: Option<JoinHandle<()>>,
+    /// The backend's receive registration of the socket.
+    watch: Option<W>,
     /// The served file, once opened: shared with every other transfer of the same version.
     file: Option<Bytes>,
 }
@@ -203,11 +208,13 @@ struct State<B: Backend> {
     listen_ip: IpAddr,
     listener: Rc<B::Socket>,
     inbox: Inbox,
-    transfers: BTreeMap<TransferId, Transfer<B::Socket>>,
+    transfers: BTreeMap<TransferId, Transfer<B::Socket, B::Watch>>,
     cache: FileCache,
     /// Reads in progress, with the transfers waiting for each.
     loading: BTreeMap<(CacheKey, FileIdentity), Vec<TransferId>>,
     events: Option<EventSink>,
+    /// DATA `Send`s gathered into runs while draining the core's commands.
+    coalescer: Coalescer,
     last_publish: Option<Instant>,
     dirty: bool,
     /// A transfer ended since the last publish: publish now, not at the next interval.
@@ -224,15 +231,11 @@ pub(crate) async fn run<B: Backend>(
     setup: LoopSetup,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let listen_ip = setup.listener.local_addr()?.ip();
+    let listen_addr = setup.listener.local_addr()?;
+    let listen_ip = listen_addr.ip();
     let listener = backend.adopt(setup.listener)?;
+    let listener_watch = backend.watch(&listener, Origin::Listener, LISTENER_BUFFER)?;
     let (inbox, mut messages) = mpsc::channel(INBOX_CAPACITY);
-    let listener_task = backend.spawn_receiver(
-        listener.clone(),
-        Origin::Listener,
-        LISTENER_BUFFER,
-        inbox.clone(),
-    );
     let mut state = State {
         backend,
         errors,
@@ -245,47 +248,58 @@ pub(crate) async fn run<B: Backend>(
         cache: FileCache::new(setup.cache_capacity),
         loading: BTreeMap::new(),
         events: setup.events,
+        coalescer: Coalescer::default(),
         last_publish: None,
         dirty: true,
         publish_on_end: false,
     };
+    let mut batch = Batch::default();
+    // One timer, moved only when the deadline changes (not a new one per turn). `armed` is the
+    // deadline it is set to; `None` after it fired (it must be set again).
+    let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+    let sleep = tokio::time::sleep_until(far());
+    tokio::pin!(sleep);
+    let mut armed: Option<Option<Instant>> = None;
     loop {
         state.execute_commands();
         let now = monotonic();
         state.publish(now, false);
         let deadline = state.next_deadline();
-        let sleep = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        if armed != Some(deadline) {
+            sleep
+                .as_mut()
+                .reset(deadline.map_or_else(far, tokio::time::Instant::from));
+            armed = Some(deadline);
+        }
         tokio::select! {
             biased;
             _ = stop.wait_for(|stopped| *stopped) => break,
+            () = state.backend.receive(&mut batch) => {
+                let now = monotonic();
+                state.handle_batch(now, &batch);
+                batch.clear();
+                state.handle_messages(now, &mut messages);
+            }
             message = messages.recv() => {
                 let Some(message) = message else { break };
                 let now = monotonic();
                 state.handle(now, message);
-                for _ in 1..MAX_BATCH {
-                    match messages.try_recv() {
-                        Ok(message) => state.handle(now, message),
-                        Err(_) => break,
-                    }
-                }
+                state.handle_messages(now, &mut messages);
             }
-            () = sleep => {}
+            () = &mut sleep => armed = None,
         }
         let now = monotonic();
         if state.core.poll_timeout().is_some_and(|at| at <= now) {
             state.core.handle_timeout(now);
         }
     }
-    listener_task.abort();
     let interrupted = state.transfers.len();
     for id in state.transfers.keys().copied().collect::<Vec<_>>() {
         state.close(id);
     }
+    state
+        .backend
+        .retire(state.listener.clone(), Some(listener_watch), listen_addr);
     state.publish(monotonic(), true);
     info!(interrupted, "TFTP server stopped");
     Ok(())
@@ -322,24 +336,44 @@ impl<B: Backend> State<B> {
         self.dirty = false;
     }
 
+    /// Feed a batch of received datagrams to the core.
+    fn handle_batch(&mut self, now: Instant, batch: &Batch) {
+        self.dirty = true;
+        for entry in batch.entries() {
+            match entry {
+                Received::Datagram {
+                    origin: Origin::Listener,
+                    peer,
+                    range,
+                } => self.core.handle_request(now, *peer, batch.bytes(range)),
+                Received::Datagram {
+                    origin: Origin::Transfer(id),
+                    peer,
+                    range,
+                } => {
+                    if self.transfers.contains_key(id) {
+                        self.core
+                            .handle_datagram(now, *id, *peer, batch.bytes(range));
+                    }
+                }
+                Received::Failed { origin, error } => self.errors.receive_failed(*origin, error),
+            }
+        }
+    }
+
+    /// Handle the file-job messages waiting now (at most [`MAX_MESSAGES`]).
+    fn handle_messages(&mut self, now: Instant, messages: &mut mpsc::Receiver<Inbound>) {
+        for _ in 0..MAX_MESSAGES {
+            match messages.try_recv() {
+                Ok(message) => self.handle(now, message),
+                Err(_) => break,
+            }
+        }
+    }
+
     fn handle(&mut self, now: Instant, message: Inbound) {
         self.dirty = true;
         match message {
-            Inbound::Datagram {
-                origin: Origin::Listener,
-                peer,
-                data,
-            } => self.core.handle_request(now, peer, &data),
-            Inbound::Datagram {
-                origin: Origin::Transfer(id),
-                peer,
-                data,
-            } => {
-                if self.transfers.contains_key(&id) {
-                    self.core.handle_datagram(now, id, peer, &data);
-                }
-            }
-            Inbound::ReceiveFailed { origin, error } => self.errors.receive_failed(origin, &error),
             Inbound::Opened { id, key, result } => self.opened(now, id, key, result),
             Inbound::Loaded {
                 key,
@@ -349,9 +383,25 @@ impl<B: Backend> State<B> {
         }
     }
 
+    /// Perform the core's commands in order. Consecutive DATA packets of one transfer are
+    /// gathered into one run (one GSO send); a run is sent before any other command.
     fn execute_commands(&mut self) {
         while let Some(command) = self.core.poll_command() {
             self.dirty = true;
+            if let Command::Send {
+                source,
+                peer,
+                packet: Packet::Data { block, offset, len },
+            } = command
+            {
+                if let Some(run) = self.coalescer.push(source, peer, block, offset, len) {
+                    self.send_run(run);
+                }
+                continue;
+            }
+            if let Some(run) = self.coalescer.take() {
+                self.send_run(run);
+            }
             match command {
                 Command::Open {
                     id,
@@ -368,6 +418,9 @@ impl<B: Backend> State<B> {
                 Command::Event(event) => self.event(event),
             }
         }
+        if let Some(run) = self.coalescer.take() {
+            self.send_run(run);
+        }
     }
 
     /// Give the transfer its own socket (its TID) and start opening the file.
@@ -376,16 +429,20 @@ impl<B: Backend> State<B> {
             let local = std.local_addr()?;
             Ok((self.backend.adopt(std)?, local))
         });
-        let (socket, receiver) = match socket {
-            Ok((socket, local)) => {
-                let receiver = self.backend.spawn_receiver(
-                    socket.clone(),
-                    Origin::Transfer(id),
-                    TRANSFER_BUFFER,
-                    self.inbox.clone(),
-                );
-                (Some((socket, local)), Some(receiver))
+        let socket = socket.and_then(|(socket, local)| {
+            match self
+                .backend
+                .watch(&socket, Origin::Transfer(id), TRANSFER_BUFFER)
+            {
+                Ok(watch) => Ok((socket, local, watch)),
+                Err(e) => {
+                    self.backend.retire(socket, None, local);
+                    Err(e)
+                }
             }
+        });
+        let (socket, watch) = match socket {
+            Ok((socket, local, watch)) => (Some((socket, local)), Some(watch)),
             Err(e) => {
                 warn!(%peer, %path, "cannot open a UDP socket for a TFTP transfer: {e}");
                 (None, None)
@@ -396,7 +453,7 @@ impl<B: Backend> State<B> {
             id,
             Transfer {
                 socket,
-                receiver,
+                watch,
                 file: None,
             },
         );
@@ -500,44 +557,74 @@ impl<B: Backend> State<B> {
         self.core.handle_file_opened(now, id, size);
     }
 
-    fn send(&mut self, source: Source, peer: SocketAddr, packet: Packet) {
-        let transfer = match source {
+    /// The transfer `source` names (none for the listener).
+    fn transfer_of(&self, source: Source) -> Option<&Transfer<B::Socket, B::Watch>> {
+        match source {
             Source::Listener => None,
             Source::Transfer(id) => self.transfers.get(&id),
-        };
+        }
+    }
+
+    /// Send an encoded packet (DATA goes through [`State::send_run`]).
+    fn send(&mut self, source: Source, peer: SocketAddr, packet: Packet) {
+        let transfer = self.transfer_of(source);
         let socket = transfer
             .and_then(|t| t.socket.as_ref())
             .map_or(&self.listener, |(socket, _)| socket);
-        let outgoing = match packet {
-            Packet::Encoded(bytes) => Outgoing::Encoded(bytes),
+        match packet {
+            Packet::Encoded(bytes) => self.backend.send(socket, peer, Outgoing::Encoded(bytes)),
             Packet::Data { block, offset, len } => {
-                let payload = transfer.and_then(|t| t.file.as_ref()).and_then(|file| {
-                    let start = usize::try_from(offset).ok()?;
-                    let end = start.checked_add(len)?;
-                    (end <= file.len()).then(|| file.slice(start..end))
-                });
-                let Some(payload) = payload else {
-                    warn!(
-                        ?source,
-                        block, offset, len, "TFTP DATA outside its file: not sent"
-                    );
-                    return;
+                let run = PendingRun {
+                    source,
+                    peer,
+                    first: block,
+                    count: 1,
+                    blksize: len,
+                    offset,
+                    len: len as u64,
                 };
-                Outgoing::Data { block, payload }
+                self.send_run(run);
             }
+        }
+    }
+
+    /// Send a run of DATA blocks: one slice of the transfer's file.
+    fn send_run(&mut self, run: PendingRun) {
+        let transfer = self.transfer_of(run.source);
+        let socket = transfer
+            .and_then(|t| t.socket.as_ref())
+            .map_or(&self.listener, |(socket, _)| socket);
+        let payload = transfer.and_then(|t| t.file.as_ref()).and_then(|file| {
+            let start = usize::try_from(run.offset).ok()?;
+            let end = start.checked_add(usize::try_from(run.len).ok()?)?;
+            (end <= file.len()).then(|| file.slice(start..end))
+        });
+        let Some(payload) = payload else {
+            warn!(
+                source = ?run.source,
+                block = run.first,
+                blocks = run.count,
+                offset = run.offset,
+                len = run.len,
+                "TFTP DATA outside its file: not sent"
+            );
+            return;
         };
-        self.backend.send(socket, peer, outgoing);
+        let data = DataRun {
+            first: run.first,
+            count: run.count,
+            blksize: run.blksize,
+            payload,
+        };
+        self.backend.send(socket, run.peer, Outgoing::Data(data));
     }
 
     fn close(&mut self, id: TransferId) {
         let Some(transfer) = self.transfers.remove(&id) else {
             return;
         };
-        if let Some(receiver) = transfer.receiver {
-            receiver.abort();
-        }
         if let Some((socket, local)) = transfer.socket {
-            self.backend.retire(socket, local);
+            self.backend.retire(socket, transfer.watch, local);
         }
     }
 

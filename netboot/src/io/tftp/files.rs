@@ -222,13 +222,18 @@ pub(crate) fn load(
 /// The 4-byte DATA header of `block` as a [`Bytes`] that costs nothing to make: a slice of one
 /// static table holding the headers of all 65536 blocks (256 KiB, built on first use).
 pub(crate) fn data_header(block: u16) -> Bytes {
+    Bytes::from_static(data_header_slice(block))
+}
+
+/// The 4-byte DATA header of `block`, from the static table of [`data_header`].
+pub(crate) fn data_header_slice(block: u16) -> &'static [u8] {
     static TABLE: OnceLock<&'static [u8]> = OnceLock::new();
     let table = TABLE.get_or_init(|| {
         let table: Vec<u8> = (0..=u16::MAX).flat_map(wire::emit_data_header).collect();
         Box::leak(table.into_boxed_slice())
     });
     let at = usize::from(block) * 4;
-    Bytes::from_static(&table[at..at + 4])
+    &table[at..at + 4]
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
 //! The io_uring TFTP driver (`tokio-uring`), and the probe that tells whether io_uring may be
 //! used at all.
 //!
-//! Every receive and send is an io_uring operation. A DATA packet is one `IORING_OP_SENDMSG`
-//! with two iovecs: the block's 4-byte header (a slice of a static table) and the slice of the
-//! shared file [`Bytes`]; the ring holds a reference to both until the kernel is done, so no
-//! byte is copied in userspace. Sends are not awaited one by one: each is a small task, so a
-//! whole window is submitted in one `io_uring_enter`.
+//! Every receive and send is an io_uring operation. DATA is an `IORING_OP_SENDMSG` whose
+//! iovecs alternate the blocks' 4-byte headers (slices of a static table) and slices of the
+//! shared file [`Bytes`]; the ring holds a reference to them until the kernel is done, so no
+//! byte is copied in userspace. A window goes out as GSO sends of up to
+//! `gso::segments_per_send` blocks each (one `UDP_SEGMENT` control message), or packet by
+//! packet on a socket whose GSO send was refused (see `gso`). Sends are not awaited one by one:
+//! each is a small task, so a whole window is submitted in one `io_uring_enter`.
 //!
 //! Zero-copy sends (`IORING_OP_SENDMSG_ZC`) are not used. They pay only above about 10 KB per
 //! send (kernel `msg_zerocopy` docs), while TFTP blocks are MTU-sized (1468 bytes) except on
@@ -18,6 +20,7 @@
 //! datagram arrived. So retiring a socket sends it one empty datagram from the listener's
 //! address, which completes the pending receive and lets the socket close.
 
+use std::cell::Cell;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::rc::Rc;
@@ -27,11 +30,46 @@ use tokio::task::JoinHandle;
 use tokio_uring::net::UdpSocket;
 use tracing::debug;
 
-use super::event_loop::{Backend, Inbound, Inbox, IoErrors, Origin, Outgoing, RECEIVE_ERROR_PAUSE};
+use super::event_loop::{Backend, IoErrors, Origin, Outgoing, RECEIVE_ERROR_PAUSE};
 use super::files::data_header;
+use super::gso::{DataRun, GsoControl, is_gso_refusal};
+use super::receive::{Batch, ReceiveQueue};
 
 /// Submission queue entries of the driver's ring.
 pub(crate) const RING_ENTRIES: u32 = 1024;
+
+/// The driver's runtime: a ring of [`RING_ENTRIES`] set up with `IORING_SETUP_COOP_TASKRUN`
+/// and `IORING_SETUP_TASKRUN_FLAG` (Linux 5.19), or without them where the kernel refuses them
+/// (`EINVAL`).
+///
+/// Without `COOP_TASKRUN` every completion the network receive path produces on another CPU
+/// interrupts the driver thread with a reschedule IPI so that it runs the completion at once;
+/// on a VM that IPI is expensive (it halved the driver's throughput in the TFTP storm). With it
+/// completions wait until the thread next enters the kernel, which it does constantly (every
+/// submission, every `epoll_wait`), and a sleeping thread is still woken.
+///
+/// `IORING_SETUP_DEFER_TASKRUN` would save more but does not work with tokio-uring 0.5: it
+/// reaps completions when the ring's descriptor turns readable, without entering the kernel
+/// with `IORING_ENTER_GETEVENTS`, so deferred completions are never posted and transfers stall
+/// (tried).
+pub(crate) fn runtime() -> io::Result<tokio_uring::Runtime> {
+    let mut builder = tokio_uring::builder();
+    builder.entries(RING_ENTRIES);
+    builder.uring_builder(
+        tokio_uring::uring_builder()
+            .setup_coop_taskrun()
+            .setup_taskrun_flag(),
+    );
+    match tokio_uring::Runtime::new(&builder) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            debug!("io_uring refuses COOP_TASKRUN ({e}): a plain ring");
+            let mut builder = tokio_uring::builder();
+            builder.entries(RING_ENTRIES);
+            tokio_uring::Runtime::new(&builder)
+        }
+        other => other,
+    }
+}
 
 /// Why io_uring cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,10 +125,27 @@ pub(crate) fn explain(error: &io::Error, disabled_sysctl: Option<u8>) -> String 
     }
 }
 
+/// A tokio-uring UDP socket and whether it still tries GSO.
+pub(crate) struct UringSocket {
+    socket: UdpSocket,
+    /// GSO sends are tried (cleared for good at the first refusal).
+    gso: Cell<bool>,
+}
+
+impl std::fmt::Debug for UringSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UringSocket")
+            .field("gso", &self.gso.get())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The io_uring socket operations.
 #[derive(Debug)]
 pub(crate) struct UringBackend {
     errors: Rc<IoErrors>,
+    /// Where the receiver tasks (one per socket) put datagrams for the loop.
+    queue: Rc<ReceiveQueue>,
     /// Sends the empty datagram that releases a retired socket's pending receive.
     waker: StdUdpSocket,
 }
@@ -98,80 +153,126 @@ pub(crate) struct UringBackend {
 impl UringBackend {
     /// A backend reporting send errors to `errors`; `waker` is a clone of the listening socket.
     pub(crate) fn new(errors: Rc<IoErrors>, waker: StdUdpSocket) -> Self {
-        Self { errors, waker }
+        Self {
+            errors,
+            queue: Rc::default(),
+            waker,
+        }
     }
 }
 
 impl Backend for UringBackend {
-    type Socket = UdpSocket;
+    type Socket = UringSocket;
+    type Watch = JoinHandle<()>;
 
-    fn adopt(&self, socket: StdUdpSocket) -> io::Result<Rc<UdpSocket>> {
+    fn adopt(&self, socket: StdUdpSocket) -> io::Result<Rc<UringSocket>> {
         // Blocking mode: io_uring then waits for readiness itself instead of failing an
         // operation with EAGAIN.
         socket.set_nonblocking(false)?;
-        Ok(Rc::new(UdpSocket::from_std(socket)))
+        Ok(Rc::new(UringSocket {
+            socket: UdpSocket::from_std(socket),
+            gso: Cell::new(true),
+        }))
     }
 
-    fn spawn_receiver(
+    fn watch(
         &self,
-        socket: Rc<UdpSocket>,
+        socket: &Rc<UringSocket>,
         origin: Origin,
         buffer: usize,
-        inbox: Inbox,
-    ) -> JoinHandle<()> {
-        tokio_uring::spawn(async move {
+    ) -> io::Result<JoinHandle<()>> {
+        let socket = socket.clone();
+        let queue = self.queue.clone();
+        Ok(tokio_uring::spawn(async move {
             let mut buf = vec![0u8; buffer];
             loop {
-                let (result, returned) = socket.recv_from(buf).await;
+                let (result, returned) = socket.socket.recv_from(buf).await;
                 buf = returned;
-                let message = match result {
-                    Ok((n, peer)) => Inbound::Datagram {
-                        origin,
-                        peer,
-                        data: buf[..n].to_vec(),
-                    },
+                match result {
+                    Ok((n, peer)) => queue.post(origin, Ok((peer, &buf[..n]))).await,
                     Err(error) => {
                         tokio::time::sleep(RECEIVE_ERROR_PAUSE).await;
-                        Inbound::ReceiveFailed { origin, error }
+                        queue.post(origin, Err(error)).await;
                     }
-                };
-                if inbox.send(message).await.is_err() {
-                    return;
                 }
             }
-        })
+        }))
     }
 
-    fn send(&self, socket: &Rc<UdpSocket>, peer: SocketAddr, packet: Outgoing) {
-        let socket = socket.clone();
-        let errors = self.errors.clone();
+    async fn receive(&self, batch: &mut Batch) {
+        self.queue.take(batch).await;
+    }
+
+    fn send(&self, socket: &Rc<UringSocket>, peer: SocketAddr, packet: Outgoing) {
         match packet {
             Outgoing::Encoded(bytes) => {
+                let socket = socket.clone();
+                let errors = self.errors.clone();
                 tokio_uring::spawn(async move {
-                    let (result, _) = socket.send_to(bytes, peer).await;
+                    let (result, _) = socket.socket.send_to(bytes, peer).await;
                     if let Err(e) = result {
                         errors.send_failed(peer, &e);
                     }
                 });
             }
-            Outgoing::Data { block, payload } => {
-                tokio_uring::spawn(async move {
-                    // Two iovecs: the block's header and the slice of the shared file.
-                    let iov = vec![data_header(block), payload];
-                    let (result, _, _) = socket.sendmsg(iov, Some(peer), None::<Bytes>).await;
-                    if let Err(e) = result {
-                        errors.send_failed(peer, &e);
-                    }
-                });
+            Outgoing::Data(mut run) => {
+                let per_send = run.blocks_per_send(socket.gso.get());
+                while run.count > 0 {
+                    let chunk = run.take_front(per_send);
+                    tokio_uring::spawn(send_blocks(
+                        socket.clone(),
+                        peer,
+                        chunk,
+                        self.errors.clone(),
+                    ));
+                }
             }
         }
     }
 
-    fn retire(&self, socket: Rc<UdpSocket>, local: SocketAddr) {
+    fn retire(&self, socket: Rc<UringSocket>, watch: Option<JoinHandle<()>>, local: SocketAddr) {
+        if let Some(receiver) = watch {
+            receiver.abort();
+        }
         drop(socket);
         let target = SocketAddr::new(reachable(local.ip()), local.port());
         if let Err(e) = self.waker.send_to(&[], target) {
             debug!(%target, "cannot release a closed TFTP transfer socket: {e}");
+        }
+    }
+}
+
+/// Send `run` to `peer`: one GSO send when it has several blocks (falling back to one send per
+/// block, for good, when the kernel refuses), else one `sendmsg` of header and payload.
+async fn send_blocks(
+    socket: Rc<UringSocket>,
+    peer: SocketAddr,
+    run: DataRun,
+    errors: Rc<IoErrors>,
+) {
+    if run.count > 1 {
+        let control = Bytes::from_owner(GsoControl::new(run.segment_size()));
+        let (result, _, _) = socket
+            .socket
+            .sendmsg(run.buffers(), Some(peer), Some(control))
+            .await;
+        match result {
+            Ok(_) => return,
+            Err(e) if is_gso_refusal(&e) => {
+                debug!(%peer, "UDP GSO refused ({e}): this transfer sends packet by packet");
+                socket.gso.set(false);
+            }
+            Err(e) => {
+                errors.send_failed(peer, &e);
+                return;
+            }
+        }
+    }
+    for i in 0..run.count {
+        let iov = vec![data_header(run.block(i)), run.payload.slice(run.range(i))];
+        let (result, _, _) = socket.socket.sendmsg(iov, Some(peer), None::<Bytes>).await;
+        if let Err(e) = result {
+            errors.send_failed(peer, &e);
         }
     }
 }
@@ -214,5 +315,51 @@ mod tests {
         );
         let ip: IpAddr = "10.77.0.1".parse().unwrap();
         assert_eq!(reachable(ip), ip);
+    }
+}
+
+#[cfg(test)]
+mod send_tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::io::tftp::gso::tests::{loopback_run, receive_run, refuse_gso};
+
+    /// Send a run of 51 blocks over loopback with the io_uring backend (two GSO sends, or 51
+    /// sends when `refused`) and check every datagram. Skipped where io_uring is refused.
+    fn send_a_run(refused: bool) {
+        if probe().is_err() {
+            eprintln!("io_uring unavailable: skipped");
+            return;
+        }
+        tokio_uring::start(async {
+            let (receiver, run) = loopback_run();
+            let to = receiver.local_addr().unwrap();
+            let expected = run.clone();
+            let checker = std::thread::spawn(move || receive_run(&receiver, &expected));
+            let waker = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+            let backend = UringBackend::new(Rc::new(IoErrors::default()), waker);
+            let std = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+            if refused {
+                refuse_gso(&std);
+            }
+            let socket = backend.adopt(std).unwrap();
+            backend.send(&socket, to, Outgoing::Data(run));
+            while !checker.is_finished() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            checker.join().unwrap();
+            assert_eq!(socket.gso.get(), !refused);
+        });
+    }
+
+    #[test]
+    fn windows_go_out_as_gso_sends() {
+        send_a_run(false);
+    }
+
+    #[test]
+    fn a_refused_gso_send_falls_back_to_one_send_per_block() {
+        send_a_run(true);
     }
 }

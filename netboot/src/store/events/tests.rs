@@ -322,3 +322,139 @@ fn unknown_kinds_from_a_newer_version_decode_as_unknown() {
     );
     assert_eq!(listed[1].at, UnixTime(2));
 }
+
+fn lease_record(last: u8) -> LeaseRecord {
+    LeaseRecord {
+        mac: mac(last),
+        ip: Ipv4Addr::new(10, 77, 0, last),
+        hostname: Some(format!("node-{last}")),
+        ends: UnixTime(1_700_003_600),
+        boot_file: Some("ipxe.efi".to_owned()),
+        subnet: Some("10.77.0.0/24".parse().expect("net")),
+    }
+}
+
+#[test]
+fn lease_and_service_error_kinds_round_trip() {
+    let dir = TempDir::new("events-lease-kinds");
+    let store = LmdbStore::open(dir.path()).expect("open");
+    let log = store.event_log().expect("log");
+    let kinds = vec![
+        EventKind::LeaseGranted(lease_record(1)),
+        EventKind::LeaseRenewed(lease_record(1)),
+        EventKind::LeaseReleased(lease_record(1)),
+        EventKind::LeaseExpired(lease_record(2)),
+        EventKind::ServiceError {
+            service: "dhcp".to_owned(),
+            message: "lease commit failed: disk full".to_owned(),
+        },
+    ];
+    for kind in &kinds {
+        log.append(UnixTime(9), kind.clone()).expect("append");
+        assert!(EventKind::KNOWN.contains(&kind.name()), "{}", kind.name());
+    }
+    let listed: Vec<EventKind> = log
+        .list(0, usize::MAX)
+        .expect("list")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(listed, kinds);
+}
+
+#[test]
+fn trim_drops_oldest_renewals_first_then_others_never_phone_home() {
+    let dir = TempDir::new("events-trim");
+    let store = LmdbStore::open(dir.path()).expect("open");
+    let log = store.event_log().expect("log");
+    let phone = || EventKind::PhoneHome {
+        mac: mac(9),
+        ip: None,
+        body: None,
+    };
+    let failed = || EventKind::TftpFailed {
+        peer: peer(),
+        path: "x".to_owned(),
+        reason: "timeout".to_owned(),
+    };
+    // 1 phone, 2 renew, 3 tftp, 4 renew, 5 phone, 6 renew, 7 tftp, 8 phone
+    let kinds = vec![
+        phone(),
+        EventKind::LeaseRenewed(lease_record(1)),
+        failed(),
+        EventKind::LeaseRenewed(lease_record(2)),
+        phone(),
+        EventKind::LeaseRenewed(lease_record(3)),
+        failed(),
+        phone(),
+    ];
+    log.append_many(kinds.into_iter().map(|k| (UnixTime(1), k)))
+        .expect("append");
+    let seqs = |log: &EventLog| -> Vec<u64> {
+        log.list(0, usize::MAX)
+            .expect("list")
+            .iter()
+            .map(|e| e.seq)
+            .collect()
+    };
+    assert_eq!(log.trim(8).expect("no-op"), Trimmed::default());
+    assert_eq!(
+        log.trim(6).expect("trim"),
+        Trimmed {
+            renewals: 2,
+            others: 0
+        }
+    );
+    assert_eq!(
+        seqs(&log),
+        vec![1, 3, 5, 6, 7, 8],
+        "the two oldest renewals"
+    );
+    let t = log.trim(3).expect("trim");
+    assert_eq!((t.renewals, t.others, t.total()), (1, 2, 3));
+    assert_eq!(seqs(&log), vec![1, 5, 8], "only phone-homes left");
+    assert_eq!(
+        log.trim(1).expect("trim"),
+        Trimmed::default(),
+        "never a phone-home"
+    );
+    assert_eq!(log.len().expect("len"), 3);
+    // Trimming the newest events does not reuse their numbers.
+    log.remove_through(8).expect("remove");
+    assert_eq!(log.append(UnixTime(2), phone()).expect("append"), 9);
+}
+
+#[test]
+fn append_event_ops_share_the_lease_transaction() {
+    use crate::store::lmdb::tests::lease;
+    use crate::store::{LeaseStore, StoreOp};
+    let dir = TempDir::new("events-op");
+    let mut store = LmdbStore::open(dir.path()).expect("open");
+    let log = store.event_log().expect("log");
+    log.append(UnixTime(1), every_kind().remove(0))
+        .expect("append");
+    store
+        .commit(&[
+            StoreOp::PutLease(lease(1, 1)),
+            StoreOp::AppendEvent {
+                at: UnixTime(2),
+                kind: EventKind::LeaseGranted(lease_record(1)),
+            },
+            StoreOp::AppendEvent {
+                at: UnixTime(2),
+                kind: EventKind::LeaseGranted(lease_record(2)),
+            },
+        ])
+        .expect("commit");
+    let listed = log.list(0, usize::MAX).expect("list");
+    assert_eq!(
+        listed.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(listed[2].kind, EventKind::LeaseGranted(lease_record(2)));
+    assert_eq!(
+        log.append(UnixTime(3), every_kind().remove(0))
+            .expect("next"),
+        4
+    );
+}

@@ -208,6 +208,45 @@ fn file_errors_reach_the_client_and_end_the_transfer() {
     check_stats(&h.server);
 }
 
+#[test]
+fn a_long_missing_name_is_trimmed_in_the_error() {
+    let mut h = Harness::new(TftpLimits {
+        max_path_len: 1024,
+        ..limits()
+    });
+    // 1000 characters, the last ones multi-byte: cut on a character boundary.
+    let long = format!("{}{}", "a".repeat(990), "é".repeat(10));
+    let id = h.admit(client(1), &long, &[]);
+    h.server.handle_file_error(h.now, id, FileError::NotFound);
+    let cmds = h.drain();
+    let (_, _, code, message) = error(&cmds);
+    assert_eq!(code, code::FILE_NOT_FOUND);
+    assert_eq!(message, format!("file not found: {}...", "a".repeat(64)));
+    // The event keeps the whole name.
+    assert!(cmds.iter().any(|c| matches!(
+        c,
+        Command::Event(TransferEvent::Ended { path, .. }) if *path == long
+    )));
+
+    // A name of exactly 64 characters is shown whole, one more is cut; multi-byte characters
+    // count as one.
+    let exact = "é".repeat(64);
+    let id = h.admit(client(2), &exact, &[]);
+    h.server
+        .handle_file_error(h.now, id, FileError::AccessViolation);
+    let (_, _, _, message) = error(&h.drain());
+    assert!(
+        message.contains(&exact) && !message.contains("..."),
+        "{message}"
+    );
+    let longer = format!("{exact}x");
+    let id = h.admit(client(3), &longer, &[]);
+    h.server.handle_file_error(h.now, id, FileError::Io);
+    let (_, _, _, message) = error(&h.drain());
+    assert!(message.contains(&format!("{exact}...;")), "{message}");
+    check_stats(&h.server);
+}
+
 /// Finish transfer `id` (no options, empty file): DATA 1 (0 bytes), ACK 1.
 fn finish_empty(h: &mut Harness, id: TransferId, peer: SocketAddr) -> Vec<Command> {
     let cmds = h.opened(id, 0);
