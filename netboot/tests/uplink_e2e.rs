@@ -14,14 +14,17 @@
 // A process test reads the clock and uses real timeouts; a failed setup step panics the test.
 #![allow(clippy::disallowed_methods, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::http::{http, ims_control};
+
+mod support;
 
 const MAC: &str = "52:54:00:00:07:01";
 const ADMIN_PASSWORD: &str = "e2e-admin-password-1";
@@ -100,20 +103,6 @@ impl Drop for Proc {
     }
 }
 
-/// `target/debug/ims-control`, next to this test's directory.
-fn ims_control() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = dir.join("ims-control");
-    assert!(
-        path.is_file(),
-        "{} is missing: build the control plane first (`cargo build -p ims-control`, or run \
-         `cargo test --workspace`)",
-        path.display()
-    );
-    path
-}
-
 fn netbootd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_netbootd"))
 }
@@ -139,62 +128,6 @@ fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) ->
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// One HTTP/1.1 request (`Connection: close`); the status and the body.
-fn http(
-    method: &str,
-    addr: SocketAddr,
-    path: &str,
-    bearer: Option<&str>,
-    body: Option<&Value>,
-) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if !body.is_empty() {
-        req.push_str("Content-Type: application/json\r\n");
-    }
-    if let Some(token) = bearer {
-        req.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(&body);
-    stream.write_all(req.as_bytes()).ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase()
-            .starts_with("transfer-encoding: chunked")
-    });
-    let body = if chunked {
-        dechunk(rest)
-    } else {
-        rest.to_owned()
-    };
-    Some((status, body))
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// The address after `marker` in the first log line holding it.

@@ -23,6 +23,7 @@
 
 pub(crate) mod client;
 pub(crate) mod dhcp;
+pub(crate) mod http;
 pub(crate) mod netns;
 pub(crate) mod observe;
 pub(crate) mod site;
