@@ -1,7 +1,7 @@
 //! The OpenAPI document and the router agree: every documented operation is served (never the
 //! router's 404 fallback, never 405), every other method on a documented path is 405, every
 //! path DESIGN.md promises is documented, and every operation except the probes and the token
-//! endpoints needs a bearer token.
+//! endpoints needs a bearer token (the OpenAPI document too).
 
 mod support;
 
@@ -36,13 +36,13 @@ const PROMISED: &[&str] = &[
     "/metrics",
 ];
 
+/// The issue: every route except the probes needs a bearer token (and logging in cannot).
 const PUBLIC: &[&str] = &[
     "/api/token",
     "/api/token/refresh",
     "/healthz",
     "/readyz",
     "/metrics",
-    "/api/openapi.json",
 ];
 
 fn concrete(path: &str) -> String {

@@ -39,6 +39,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -78,10 +79,12 @@ impl Modify for BearerAuth {
 #[derive(Debug, Clone)]
 struct OpenApiJson(Arc<String>);
 
-/// The OpenAPI 3 document of this API.
-#[utoipa::path(get, path = "/api/openapi.json", tag = "meta",
-    responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json")))]
-async fn openapi_json(Extension(doc): Extension<OpenApiJson>) -> Response {
+/// The OpenAPI 3 document of this API (like every route but the probes, it needs a token).
+#[utoipa::path(get, path = "/api/openapi.json", tag = "meta", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "OpenAPI 3 document", content_type = "application/json"),
+        (status = 401, description = "No or invalid token", body = crate::error::Problem)))]
+async fn openapi_json(_user: AuthUser, Extension(doc): Extension<OpenApiJson>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
