@@ -1,42 +1,31 @@
-//! TLS and QUIC client settings of a simulated edge, as `notes/uplink.md` describes the real
-//! one: rustls with the `ring` provider only, TLS 1.3, server name `ims-control`, keep-alive
-//! every 5 s and a 30 s idle timeout.
+//! TLS and QUIC client settings of a simulated edge: the real edge's own
+//! (`ims_netboot::io::uplink::tls`), so the benchmark exercises exactly what `netbootd` does:
+//! rustls with the `ring` provider only, TLS 1.3, server name `ims-control`, keep-alive every
+//! 5 s and a 30 s idle timeout.
 //!
 //! * Enrolment ([`enroll_config`], ALPN `ims-enroll/1`, no client certificate): the server is
 //!   trusted only if its chain holds the CA whose SHA-256 is the join token's fingerprint, and
-//!   the leaf verifies against that CA as the only root ([`FingerprintVerifier`]).
+//!   the leaf verifies against that CA as the only root.
 //! * Uplink ([`uplink_config`], ALPN `ims-uplink/1`, mutual TLS): the edge presents the
 //!   certificate it got at enrolment and trusts only the CA from the enrolment response.
 //!
 //! [`edge_key`] makes the edge's ECDSA P-256 key and its CSR.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use quinn::crypto::rustls::QuicClientConfig;
+use ims_netboot::io::uplink::tls::{PinnedCaVerifier, enroll_client_config, uplink_client_config};
+use ims_netboot::uplink::token::parse_fingerprint;
 use rcgen::{CertificateParams, DnType, KeyPair, PKCS_ECDSA_P256_SHA256};
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
 
 /// The name the edge always connects to (the control's certificate always has it).
 pub const SERVER_NAME: &str = "ims-control";
-/// QUIC keep-alive, as the edge sets it.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
-/// QUIC idle timeout, as the edge sets it.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A client configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 #[error("TLS client set-up failed: {0}")]
 pub struct TlsError(String);
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
 
 /// Lower-case hex SHA-256 of `der` (a CA fingerprint).
 #[must_use]
@@ -54,113 +43,14 @@ pub fn token_fingerprint(token: &str) -> Option<String> {
     (fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit())).then(|| fp.to_ascii_lowercase())
 }
 
-/// Trusts a server chain only if it holds the CA with the pinned fingerprint and the leaf
-/// verifies against that CA alone.
-#[derive(Debug)]
-pub struct FingerprintVerifier {
-    fingerprint: String,
-    provider: Arc<CryptoProvider>,
-}
-
-impl FingerprintVerifier {
-    /// A verifier pinned to `fingerprint` (lower-case hex SHA-256 of the CA's DER).
-    #[must_use]
-    pub fn new(fingerprint: &str) -> Self {
-        Self {
-            fingerprint: fingerprint.to_ascii_lowercase(),
-            provider: provider(),
-        }
-    }
-}
-
-impl ServerCertVerifier for FingerprintVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let ca = intermediates
-            .iter()
-            .find(|c| fingerprint(c.as_ref()) == self.fingerprint)
-            .ok_or_else(|| {
-                rustls::Error::General(
-                    "no certificate of the control plane matches the join token's CA \
-                     fingerprint"
-                        .to_owned(),
-                )
-            })?;
-        let mut roots = RootCertStore::empty();
-        roots.add(ca.clone().into_owned())?;
-        let webpki =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-                .build()
-                .map_err(|e| rustls::Error::General(e.to_string()))?;
-        webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-fn quic(mut tls: rustls::ClientConfig, alpn: &[u8]) -> Result<quinn::ClientConfig, TlsError> {
-    tls.alpn_protocols = vec![alpn.to_vec()];
-    let crypto = QuicClientConfig::try_from(tls).map_err(|e| TlsError(e.to_string()))?;
-    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(KEEP_ALIVE));
-    transport.max_idle_timeout(Some(
-        quinn::IdleTimeout::try_from(IDLE_TIMEOUT).map_err(|e| TlsError(e.to_string()))?,
-    ));
-    config.transport_config(Arc::new(transport));
-    Ok(config)
-}
-
-/// The enrolment client configuration for a token carrying `fingerprint`.
+/// The enrolment client configuration for a token carrying `fingerprint` (64 hex digits).
 ///
 /// # Errors
-/// rustls refused the configuration.
+/// The fingerprint is malformed or rustls refused the configuration.
 pub fn enroll_config(fingerprint: &str) -> Result<quinn::ClientConfig, TlsError> {
-    let tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| TlsError(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(FingerprintVerifier::new(fingerprint)))
-        .with_no_client_auth();
-    quic(tls, ims_proto::enroll_alpn())
+    let fp = parse_fingerprint(fingerprint)
+        .ok_or_else(|| TlsError(format!("`{fingerprint}` is not a SHA-256 fingerprint")))?;
+    enroll_client_config(Arc::new(PinnedCaVerifier::new(fp))).map_err(|e| TlsError(e.to_string()))
 }
 
 /// The uplink client configuration: trust only `ca_der`, present `cert_der` with `key`.
@@ -172,20 +62,8 @@ pub fn uplink_config(
     cert_der: &[u8],
     key: &KeyPair,
 ) -> Result<quinn::ClientConfig, TlsError> {
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(ca_der.to_vec()))
-        .map_err(|e| TlsError(format!("the CA from the enrolment response: {e}")))?;
-    let tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| TlsError(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(
-            vec![CertificateDer::from(cert_der.to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-        .map_err(|e| TlsError(format!("the enrolled certificate and key: {e}")))?;
-    quic(tls, ims_proto::alpn())
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    uplink_client_config(ca_der, cert_der, key).map_err(|e| TlsError(e.to_string()))
 }
 
 /// A new ECDSA P-256 key and a CSR for it (subject CN `hostname`), DER.
