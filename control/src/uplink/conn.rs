@@ -1,7 +1,7 @@
 //! The driver of one uplink session: it checks the certificate's standing, waits for Hello,
 //! registers the worker, sends Welcome and the first snapshot, then serves heartbeats and
 //! event batches and pushes changes, doing the store calls and writes that
-//! [`Session`](super::session::Session) decides.
+//! [`Session`] decides.
 //!
 //! Revocation is checked when the session starts, on every heartbeat, and whenever the
 //! `revoke_rev` counter moves (within a poll interval of `ims-control worker revoke`, on any

@@ -1,5 +1,5 @@
 //! Enrolment connections (ALPN `ims-enroll/1`, no client certificate): one
-//! [`EnrollRequest`] in, one [`EnrollResponse`] or [`ErrorReply`](ims_proto::ErrorReply) out.
+//! [`EnrollRequest`] in, one [`EnrollResponse`] or [`ErrorReply`] out.
 //!
 //! Checks, in order (nothing is written until all pass): the token is well formed and carries
 //! this CA's fingerprint; the CSR parses and its self-signature verifies (so a bad CSR does not
