@@ -3,9 +3,9 @@
 //!
 //! A site with a cluster, a boot profile, an IP pool and a machine is made over REST; `netbootd
 //! enroll` joins with a token from `ims-control join-token`; the daemon then serves the
-//! machine's iPXE script from the control plane's snapshot, shows up as an active worker, and a
-//! phone-home turns the machine ACTIVE with netboot off, which comes back to the edge as a
-//! change. Finally the control plane is stopped and `netbootd` restarted: it serves from the
+//! machine's iPXE script from the control plane's snapshot, shows up as an active worker, sees a
+//! REST change to its boot profile within 1 s, and a phone-home turns the machine ACTIVE with
+//! netboot off, which comes back to the edge as a change. Finally the control plane is stopped and `netbootd` restarted: it serves from the
 //! snapshot it stored.
 //!
 //! `ims-control` is looked up next to this test binary (`target/debug/ims-control`); it exists
@@ -318,6 +318,29 @@ fn enrol_sync_heartbeat_phone_home_and_serve_from_the_snapshot() {
             body.contains("netbootd_uplink_connected 1").then_some(())
         },
     );
+
+    // A REST change reaches the edge within 1 s (the bound): the boot profile's command
+    // line changes, and the edge's iPXE script shows it.
+    let profile = control.call("GET", "/api/boot-profiles/p-lab", None).1;
+    let changed = Instant::now();
+    let (status, body) = control.call(
+        "PATCH",
+        &format!("/api/boot-profiles/{}", profile["id"]),
+        Some(json!({"cmdline": "console=ttyS0 marker=rest-change phone_home={phone_home}"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    loop {
+        if script(http_port).is_some_and(|s| s.contains("marker=rest-change")) {
+            break;
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(1),
+            "the REST change did not reach the edge within 1 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = changed.elapsed();
+    eprintln!("REST change visible at the edge after {took:?}");
 
     // Phone-home: the machine becomes ACTIVE and boots from disk next time (netboot off).
     let (status, body) = http(
