@@ -190,6 +190,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "uplink",
         include_str!("../migrations/sqlite/0002_uplink.sql"),
     ),
+    (
+        3,
+        "heartbeat interval",
+        include_str!("../migrations/sqlite/0003_heartbeat_interval.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -201,6 +206,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "uplink",
         include_str!("../migrations/postgres/0002_uplink.sql"),
+    ),
+    (
+        3,
+        "heartbeat interval",
+        include_str!("../migrations/postgres/0003_heartbeat_interval.sql"),
     ),
 ];
 

@@ -5,8 +5,9 @@
 //! enroll` joins with a token from `ims-control join-token`; the daemon then serves the
 //! machine's iPXE script from the control plane's snapshot, shows up as an active worker, sees a
 //! REST change to its boot profile within 1 s, and a phone-home turns the machine ACTIVE with
-//! netboot off, which comes back to the edge as a change. Finally the control plane is stopped and `netbootd` restarted: it serves from the
-//! snapshot it stored.
+//! netboot off, which comes back to the edge as a change. The edge stops and, three missed
+//! heartbeats later, shows inactive. Finally the control plane is stopped and `netbootd`
+//! restarted: it serves from the snapshot it stored.
 //!
 //! `ims-control` is looked up next to this test binary (`target/debug/ims-control`); it exists
 //! after `cargo test --workspace` or `cargo build -p ims-control`. Without it the test fails
@@ -360,9 +361,20 @@ fn enrol_sync_heartbeat_phone_home_and_serve_from_the_snapshot() {
         script(http_port).filter(|s| s.contains("netboot is off"))
     });
 
+    // The edge stops: after three missed heartbeats (1 s each here) the worker shows inactive.
+    edge.stop();
+    let stopped = Instant::now();
+    wait_for(Duration::from_secs(10), "the worker inactive", || {
+        let (status, body) = control.call("GET", "/api/workers?status=inactive", None);
+        (status == 200 && body["count"] == 1).then_some(())
+    });
+    assert!(
+        stopped.elapsed() >= Duration::from_secs(2),
+        "inactive too early"
+    );
+
     // The control plane goes away; the edge restarts and serves from its stored snapshot.
     control.proc.stop();
-    edge.stop();
     let edge = Proc::spawn({
         let mut c = netbootd();
         c.arg("--config").arg(&config);

@@ -348,6 +348,7 @@ async fn register(
         ip_address,
         site_id: None,
         version: None,
+        heartbeat_interval_ms: None,
     };
     let mut tx = state.db.begin_write().await?;
     let worker = workers::register(&mut tx, &registration, now_ms()).await?;

@@ -6,7 +6,8 @@
 //! run inside the caller's write transaction.
 //!
 //! A worker's status is stored as reported, and shown derived: one stored `active` or `error`
-//! whose last heartbeat is older than [`INACTIVE_AFTER_MS`] is shown `inactive`
+//! whose last heartbeat is older than three of its heartbeat intervals (the interval the uplink
+//! gave it, [`HEARTBEAT_INTERVAL_MS`] for the original HTTP workers) is shown `inactive`
 //! ([`shown_status`]); list filters use the same rule.
 
 use std::collections::BTreeMap;
@@ -25,21 +26,26 @@ use crate::db::StoreError;
 use crate::model::{BindingState, WorkerStatus};
 use crate::store::sites::{Arg, Filter, is_id, ts};
 
-/// How often workers send a heartbeat (milliseconds).
+/// How often workers send a heartbeat unless the uplink told them otherwise (milliseconds).
 pub const HEARTBEAT_INTERVAL_MS: i64 = 10_000;
-/// A worker whose last heartbeat is older than this (three intervals) is shown `inactive`.
-pub const INACTIVE_AFTER_MS: i64 = 3 * HEARTBEAT_INTERVAL_MS;
+/// Missed heartbeats after which a worker is shown `inactive`.
+pub const MISSED_HEARTBEATS: i64 = 3;
+/// A worker on the default interval is shown `inactive` after this long without a heartbeat.
+pub const INACTIVE_AFTER_MS: i64 = MISSED_HEARTBEATS * HEARTBEAT_INTERVAL_MS;
 /// Longest `last_error` kept (bytes); longer messages are cut.
 pub const MAX_ERROR_LEN: usize = 4096;
 
-/// The status shown for a worker stored with `stored` and last heard from at `last_heartbeat`.
+/// The status shown for a worker stored with `stored`, last heard from at `last_heartbeat`, that
+/// heartbeats every `interval_ms`.
 #[must_use]
 pub fn shown_status(
     stored: WorkerStatus,
     last_heartbeat: Option<i64>,
+    interval_ms: i64,
     now_ms: i64,
 ) -> WorkerStatus {
-    let fresh = last_heartbeat.is_some_and(|hb| hb >= now_ms - INACTIVE_AFTER_MS);
+    let window = MISSED_HEARTBEATS.saturating_mul(interval_ms.max(1));
+    let fresh = last_heartbeat.is_some_and(|hb| hb >= now_ms.saturating_sub(window));
     match stored {
         WorkerStatus::Active | WorkerStatus::Error if fresh => stored,
         _ => WorkerStatus::Inactive,
@@ -161,6 +167,9 @@ pub struct Registration {
     pub site_id: Option<i64>,
     /// Its version (`None` keeps the stored one).
     pub version: Option<String>,
+    /// The heartbeat interval it was told, in milliseconds (`None` keeps the stored one, 10 s
+    /// for a new worker).
+    pub heartbeat_interval_ms: Option<i64>,
 }
 
 /// One service's state in a heartbeat.
@@ -218,7 +227,8 @@ pub struct LeaseReport {
 
 const WORKER_SELECT: &str = "SELECT w.id, w.worker_id, w.ip_address, w.status, \
      w.last_heartbeat, w.services, w.metrics, w.last_error, w.registered_at, w.site_id, \
-     s.name AS site_name, w.cluster_id, c.name AS cluster_name, w.version, w.revoked \
+     s.name AS site_name, w.cluster_id, c.name AS cluster_name, w.version, w.revoked, \
+     w.heartbeat_interval_ms \
      FROM workers w LEFT JOIN sites s ON s.id = w.site_id \
      LEFT JOIN clusters c ON c.id = w.cluster_id";
 
@@ -233,13 +243,14 @@ fn worker_from_row(row: &AnyRow, now_ms: i64) -> Result<Worker, sqlx::Error> {
     let stored: String = row.try_get("status")?;
     let stored = stored.parse().unwrap_or(WorkerStatus::Inactive);
     let last_heartbeat: Option<i64> = row.try_get("last_heartbeat")?;
+    let interval_ms: i64 = row.try_get("heartbeat_interval_ms")?;
     let services: String = row.try_get("services")?;
     let metrics: String = row.try_get("metrics")?;
     Ok(Worker {
         id: row.try_get("id")?,
         worker_id: row.try_get("worker_id")?,
         ip_address: row.try_get("ip_address")?,
-        status: shown_status(stored, last_heartbeat, now_ms),
+        status: shown_status(stored, last_heartbeat, interval_ms, now_ms),
         last_heartbeat,
         last_heartbeat_age_seconds: last_heartbeat.map(|hb| (now_ms - hb).max(0) / 1000),
         services: json_object(&services),
@@ -300,18 +311,21 @@ pub async fn list(
     if let Some(site) = filter.site {
         f.push("w.site_id = ?", Arg::Int(site));
     }
-    let cutoff = Arg::Int(now_ms - INACTIVE_AFTER_MS);
+    // Fresh: the last heartbeat is within three of the worker's own intervals.
+    let now = Arg::Int(now_ms);
     match filter.status {
-        Some(WorkerStatus::Active) => {
-            f.push("w.status = 'active' AND w.last_heartbeat >= ?", cutoff);
-        }
-        Some(WorkerStatus::Error) => {
-            f.push("w.status = 'error' AND w.last_heartbeat >= ?", cutoff);
-        }
+        Some(WorkerStatus::Active) => f.push(
+            "w.status = 'active' AND w.last_heartbeat + 3 * w.heartbeat_interval_ms >= ?",
+            now,
+        ),
+        Some(WorkerStatus::Error) => f.push(
+            "w.status = 'error' AND w.last_heartbeat + 3 * w.heartbeat_interval_ms >= ?",
+            now,
+        ),
         Some(WorkerStatus::Inactive) => f.push(
             "(w.status NOT IN ('active', 'error') OR w.last_heartbeat IS NULL \
-             OR w.last_heartbeat < ?)",
-            cutoff,
+             OR w.last_heartbeat + 3 * w.heartbeat_interval_ms < ?)",
+            now,
         ),
         None => {}
     }
@@ -380,10 +394,12 @@ pub async fn register(
     }
     sqlx::query(
         "INSERT INTO workers (worker_id, site_id, ip_address, version, status, last_heartbeat, \
-         registered_at) VALUES ($1, $2, $3, $4, 'active', $5, $5) \
+         registered_at, heartbeat_interval_ms) \
+         VALUES ($1, $2, $3, $4, 'active', $5, $5, COALESCE($7, $8)) \
          ON CONFLICT (worker_id) DO UPDATE SET ip_address = excluded.ip_address, \
          site_id = COALESCE($2, workers.site_id), \
          version = COALESCE($6, workers.version), \
+         heartbeat_interval_ms = COALESCE($7, workers.heartbeat_interval_ms), \
          status = 'active', last_heartbeat = excluded.last_heartbeat",
     )
     .bind(reg.worker_id.as_str())
@@ -392,6 +408,8 @@ pub async fn register(
     .bind(reg.version.as_deref().unwrap_or(""))
     .bind(now_ms)
     .bind(reg.version.as_deref())
+    .bind(reg.heartbeat_interval_ms)
+    .bind(HEARTBEAT_INTERVAL_MS)
     .execute(&mut *conn)
     .await
     .map_err(crate::store::sites::site_fk)?;
@@ -611,30 +629,26 @@ mod tests {
     #[test]
     fn stale_heartbeats_show_inactive() {
         let now = 1_000_000;
+        let i = HEARTBEAT_INTERVAL_MS;
         let fresh = Some(now - INACTIVE_AFTER_MS);
         let stale = Some(now - INACTIVE_AFTER_MS - 1);
+        let show = |stored, hb, interval| shown_status(stored, hb, interval, now);
+        assert_eq!(show(WorkerStatus::Active, fresh, i), WorkerStatus::Active);
+        assert_eq!(show(WorkerStatus::Error, fresh, i), WorkerStatus::Error);
+        assert_eq!(show(WorkerStatus::Active, stale, i), WorkerStatus::Inactive);
+        assert_eq!(show(WorkerStatus::Error, stale, i), WorkerStatus::Inactive);
+        assert_eq!(show(WorkerStatus::Active, None, i), WorkerStatus::Inactive);
         assert_eq!(
-            shown_status(WorkerStatus::Active, fresh, now),
+            show(WorkerStatus::Inactive, fresh, i),
+            WorkerStatus::Inactive
+        );
+        // A worker told to heartbeat every second is inactive after three missed seconds.
+        assert_eq!(
+            show(WorkerStatus::Active, Some(now - 3_000), 1_000),
             WorkerStatus::Active
         );
         assert_eq!(
-            shown_status(WorkerStatus::Error, fresh, now),
-            WorkerStatus::Error
-        );
-        assert_eq!(
-            shown_status(WorkerStatus::Active, stale, now),
-            WorkerStatus::Inactive
-        );
-        assert_eq!(
-            shown_status(WorkerStatus::Error, stale, now),
-            WorkerStatus::Inactive
-        );
-        assert_eq!(
-            shown_status(WorkerStatus::Active, None, now),
-            WorkerStatus::Inactive
-        );
-        assert_eq!(
-            shown_status(WorkerStatus::Inactive, fresh, now),
+            show(WorkerStatus::Active, Some(now - 3_001), 1_000),
             WorkerStatus::Inactive
         );
     }

@@ -253,6 +253,10 @@ impl Driver {
             ip_address: Some(self.conn.remote_address().ip()),
             site_id: Some(self.site_id),
             version,
+            heartbeat_interval_ms: Some(
+                i64::try_from(self.shared.settings.heartbeat_interval.as_millis())
+                    .unwrap_or(i64::MAX),
+            ),
         };
         let db = &self.shared.app.db;
         let mut tx = db
