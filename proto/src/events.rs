@@ -65,9 +65,13 @@ pub enum EdgeEventKind {
     TftpCompleted(TftpCompleted),
     /// A TFTP transfer ended without delivering the file.
     TftpFailed(TransferFailed),
+    /// An HTTP boot-file download began (protocol 1.1; an older peer decodes it as
+    /// [`EdgeEventKind::Unknown`]).
+    HttpStarted(HttpStarted),
     /// An HTTP boot-file download delivered the whole file.
     HttpCompleted(HttpCompleted),
-    /// An HTTP boot-file download failed.
+    /// An HTTP boot-file download stopped before the end of its body (the client closed the
+    /// connection, reading the file failed, the server shut down).
     HttpFailed(TransferFailed),
     /// iPXE fetched the machine's boot script.
     IpxeScript(IpxeScript),
@@ -94,6 +98,7 @@ tagged_enum!(
         TftpStarted,
         TftpCompleted,
         TftpFailed,
+        HttpStarted,
         HttpCompleted,
         HttpFailed,
         IpxeScript,
@@ -114,6 +119,7 @@ impl EdgeEventKind {
             Self::TftpStarted(e) => e.mac,
             Self::TftpCompleted(e) => e.mac,
             Self::TftpFailed(e) | Self::HttpFailed(e) => e.mac,
+            Self::HttpStarted(e) => e.mac,
             Self::HttpCompleted(e) => e.mac,
             Self::IpxeScript(e) => Some(e.mac),
             Self::PhoneHome(e) => Some(e.mac),
@@ -211,6 +217,26 @@ pub struct TransferFailed {
     /// The HTTP status sent, if any (HTTP).
     #[serde(default)]
     pub status: Option<u16>,
+}
+
+/// An HTTP boot-file download began: the file was found and opened, and a `200` or `206`
+/// response with its body is on its way. Followed by [`EdgeEventKind::HttpCompleted`] when the
+/// body reaches the file's end, or [`EdgeEventKind::HttpFailed`] when it stops early.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpStarted {
+    /// The machine, when the peer's address maps to a known lease.
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+    /// The client.
+    pub peer: SocketAddr,
+    /// The requested file (normalised).
+    pub path: String,
+    /// The request's `Range` header when the response honours it (`206`); `None` for the
+    /// whole file.
+    #[serde(default)]
+    pub range: Option<String>,
+    /// The file's size in bytes (the whole file, also for a range).
+    pub size: u64,
 }
 
 /// An HTTP boot-file download delivered the whole file (or the requested range).

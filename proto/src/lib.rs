@@ -73,8 +73,8 @@ pub use cidr::{CidrError, Ipv4Cidr};
 pub use codec::{MAX_NESTING, Message, ProtoError, decode_message, encode_message};
 pub use enroll::{EnrollRequest, EnrollResponse};
 pub use events::{
-    EdgeEvent, EdgeEventKind, EventBatch, EventsAck, HttpCompleted, IpxeScript, LeaseEvent,
-    PhoneHome, ServiceError, TftpCompleted, TftpStarted, TransferFailed,
+    EdgeEvent, EdgeEventKind, EventBatch, EventsAck, HttpCompleted, HttpStarted, IpxeScript,
+    LeaseEvent, PhoneHome, ServiceError, TftpCompleted, TftpStarted, TransferFailed,
 };
 pub use frame::{
     FRAME_HEADER_LEN, FrameDecoder, MAX_EDGE_FRAME, MAX_ENROLL_FRAME, MAX_FRAME, encode_frame,

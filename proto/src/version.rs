@@ -16,7 +16,9 @@ pub const PROTOCOL_MAJOR: u16 = 1;
 
 /// Minor protocol version of this build. Minor versions only add (optional fields, message
 /// kinds, capabilities), so any two minors of one major interoperate.
-pub const PROTOCOL_MINOR: u16 = 0;
+///
+/// * 1.1: the [`HttpStarted`](crate::HttpStarted) event kind.
+pub const PROTOCOL_MINOR: u16 = 1;
 
 /// Prefix of the uplink ALPN token; the major version follows (`ims-uplink/1`).
 pub const ALPN_PREFIX: &str = "ims-uplink/";

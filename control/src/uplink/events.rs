@@ -14,7 +14,7 @@
 //! | `LeaseGranted` | `lease` | active | `DEPLOYING` when a boot file was handed out |
 //! | `LeaseRenewed` | `lease` | active | |
 //! | `LeaseReleased` / `LeaseExpired` | `lease` | released / expired | |
-//! | `TftpStarted` | `transfer_started` | | |
+//! | `TftpStarted` / `HttpStarted` | `transfer_started` | | |
 //! | `TftpCompleted` / `HttpCompleted` | `transfer_completed` | | |
 //! | `TftpFailed` / `HttpFailed` | `transfer_failed` | | `ERROR` (the reason is in the timeline) |
 //! | `IpxeScript` | `ipxe_script` | | |
@@ -184,6 +184,20 @@ pub fn plan(event: &EdgeEvent) -> EventPlan {
                 let text = format!(
                     "TFTP transfer of {} started (blksize {}, windowsize {})",
                     e.path, e.blksize, e.windowsize
+                );
+                p.timeline = entry(mac, "transfer_started", text);
+            }
+        }
+        EdgeEventKind::HttpStarted(e) => {
+            if let Some(mac) = e.mac {
+                let part = e
+                    .range
+                    .as_deref()
+                    .map(|r| format!("{r} of "))
+                    .unwrap_or_default();
+                let text = format!(
+                    "HTTP download of {} started ({part}{} bytes)",
+                    e.path, e.size
                 );
                 p.timeline = entry(mac, "transfer_started", text);
             }
@@ -399,7 +413,7 @@ mod tests {
     use std::net::SocketAddr;
 
     use ims_proto::{
-        HttpCompleted, IpxeScript, PhoneHome, ServiceError, TftpCompleted, TftpStarted,
+        HttpCompleted, HttpStarted, IpxeScript, PhoneHome, ServiceError, TftpCompleted, TftpStarted,
     };
 
     use super::*;
@@ -507,6 +521,65 @@ mod tests {
         assert_eq!(
             StatusChange::Deploying.target(false),
             (MachineStatus::Deploying, false)
+        );
+    }
+
+    #[test]
+    fn http_downloads_start_in_the_timeline_and_fail_as_errors() {
+        let started = |mac, range: Option<&str>| {
+            plan(&ev(
+                1,
+                EdgeEventKind::HttpStarted(HttpStarted {
+                    mac,
+                    peer: peer(),
+                    path: "images/initrd.img".into(),
+                    range: range.map(Into::into),
+                    size: 52_428_800,
+                }),
+            ))
+        };
+        let p = started(Some(MAC), None);
+        assert_eq!(p.kind, "HttpStarted");
+        assert_eq!(p.detail["type"], "HttpStarted");
+        assert_eq!(p.detail["size"], 52_428_800);
+        assert_eq!((p.status, p.lease, p.service_error), (None, None, None));
+        let t = p.timeline.unwrap();
+        assert_eq!((t.mac, t.kind), (MAC, "transfer_started"));
+        assert_eq!(
+            t.message,
+            "HTTP download of images/initrd.img started (52428800 bytes)"
+        );
+        let t = started(Some(MAC), Some("bytes=65536-")).timeline.unwrap();
+        assert!(
+            t.message.contains("bytes=65536- of 52428800 bytes"),
+            "{}",
+            t.message
+        );
+        let p = started(None, None);
+        assert!(p.timeline.is_none(), "no machine known: no timeline entry");
+
+        // A download cut short: ERROR, the reason, the bytes and the status in the timeline.
+        let p = plan(&ev(
+            2,
+            EdgeEventKind::HttpFailed(TransferFailed {
+                mac: Some(MAC),
+                peer: peer(),
+                path: "images/initrd.img".into(),
+                reason: "client_closed".into(),
+                bytes: 131_072,
+                duration_ms: 40,
+                retransmits: 0,
+                status: Some(200),
+            }),
+        ));
+        assert_eq!(p.kind, "HttpFailed");
+        assert_eq!(p.status, Some((MAC, StatusChange::Error)));
+        let t = p.timeline.unwrap();
+        assert_eq!(t.kind, "transfer_failed");
+        assert_eq!(
+            t.message,
+            "HTTP download of images/initrd.img failed: client_closed after 131072 bytes, \
+             HTTP status 200"
         );
     }
 

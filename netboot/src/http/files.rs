@@ -31,6 +31,15 @@ use crate::tftp::path::{PathError, normalize};
 /// Longest accepted (decoded) file name, in bytes.
 const MAX_PATH_LEN: usize = 1024;
 
+/// Longest `Range` header value kept in an [`EventKind::HttpStarted`] event, in bytes.
+const MAX_RANGE_IN_EVENT: usize = 128;
+
+/// [`EventKind::HttpFailed`] reasons.
+const CLIENT_CLOSED: &str = "client_closed";
+const READ_ERROR: &str = "read_error";
+const FILE_TRUNCATED: &str = "file_truncated";
+const SERVER_SHUTDOWN: &str = "server_shutdown";
+
 pub(super) async fn handle(app: &App, peer: SocketAddr, req: Request) -> Handled {
     let started = monotonic_now();
     let rel = match request_path(req.uri().path()) {
@@ -78,14 +87,12 @@ pub(super) async fn handle(app: &App, peer: SocketAddr, req: Request) -> Handled
     if validators.not_modified(req.headers()) {
         return with_headers(empty(StatusCode::NOT_MODIFIED), headers).into();
     }
-    let range = if validators.if_range_holds(req.headers()) {
-        req.headers()
-            .get(header::RANGE)
-            .and_then(|v| v.to_str().ok())
-            .map_or(ByteRange::Full, |v| parse_range(v, len))
-    } else {
-        ByteRange::Full
-    };
+    let range_header = validators
+        .if_range_holds(req.headers())
+        .then(|| req.headers().get(header::RANGE))
+        .flatten()
+        .and_then(|v| v.to_str().ok());
+    let range = range_header.map_or(ByteRange::Full, |v| parse_range(v, len));
     let (status, start, count) = match range {
         ByteRange::Full => (StatusCode::OK, 0, len),
         ByteRange::Partial { start, end } => {
@@ -108,6 +115,20 @@ pub(super) async fn handle(app: &App, peer: SocketAddr, req: Request) -> Handled
         // HEAD: the headers of the GET, no body.
         return with_headers(empty(status), headers).into();
     };
+    let honoured_range = match range {
+        ByteRange::Partial { .. } => range_header.map(|v| truncate(v.trim(), MAX_RANGE_IN_EVENT)),
+        ByteRange::Full | ByteRange::Unsatisfiable => None,
+    };
+    tracing::debug!(%peer, path = rel, size = len, range = honoured_range, "boot file download started");
+    record(
+        app,
+        EventKind::HttpStarted {
+            peer,
+            path: rel.clone(),
+            range: honoured_range,
+            size: len,
+        },
+    );
     let download = Download {
         app: app.clone(),
         peer,
@@ -117,6 +138,7 @@ pub(super) async fn handle(app: &App, peer: SocketAddr, req: Request) -> Handled
         started,
         sent: 0,
         completed: false,
+        error: None,
         _permit: permit,
     };
     gauge!(ACTIVE_DOWNLOADS).increment(1.0);
@@ -167,6 +189,15 @@ fn file_error(e: FileError, peer: SocketAddr, rel: &str) -> Response {
             text(StatusCode::INTERNAL_SERVER_ERROR, "I/O error\n")
         }
     }
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
 }
 
 fn with_headers(mut response: Response, headers: HeaderMap) -> Response {
@@ -311,7 +342,8 @@ pub(super) fn parse_range(value: &str, len: u64) -> ByteRange {
     ByteRange::Partial { start, end }
 }
 
-/// One download in flight: holds its slot, keeps the gauges, logs and records its completion.
+/// One download in flight: holds its slot, keeps the gauges, logs and records its completion,
+/// or its failure when it is dropped before the end of the body.
 struct Download {
     app: App,
     peer: SocketAddr,
@@ -322,6 +354,8 @@ struct Download {
     started: Instant,
     sent: u64,
     completed: bool,
+    /// Why the body stopped, when reading the file failed ([`READ_ERROR`], [`FILE_TRUNCATED`]).
+    error: Option<&'static str>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -374,14 +408,37 @@ impl Drop for Download {
         gauge!(ACTIVE_DOWNLOADS).decrement(1.0);
         histogram!(REQUEST_DURATION, "route" => "file")
             .record(self.started.elapsed().as_secs_f64());
-        if !self.completed {
-            tracing::debug!(
-                peer = %self.peer,
-                path = self.path,
-                bytes = self.sent,
-                "download aborted by the client"
-            );
+        if self.completed {
+            return;
         }
+        // The body ends early: the connection dropped it (client gone, or the server stopping
+        // after its grace period), or hyper dropped it after a read error.
+        let reason = match self.error {
+            Some(reason) => reason,
+            None if *self.app.stopping.borrow() => SERVER_SHUTDOWN,
+            None => CLIENT_CLOSED,
+        };
+        let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(
+            peer = %self.peer,
+            path = self.path,
+            bytes = self.sent,
+            duration_ms,
+            status = self.status,
+            reason,
+            "boot file download failed"
+        );
+        record(
+            &self.app,
+            EventKind::HttpFailed {
+                peer: self.peer,
+                path: std::mem::take(&mut self.path),
+                reason: reason.to_owned(),
+                bytes: self.sent,
+                duration_ms,
+                status: self.status,
+            },
+        );
     }
 }
 
@@ -418,13 +475,21 @@ impl http_body::Body for FileBody {
         let chunk = match result {
             Ok(Ok(chunk)) if !chunk.is_empty() => chunk,
             Ok(Ok(_)) => {
+                this.download.error = Some(FILE_TRUNCATED);
                 return Poll::Ready(Some(Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "the file shrank while being sent",
                 ))));
             }
-            Ok(Err(e)) => return Poll::Ready(Some(Err(e))),
-            Err(e) => return Poll::Ready(Some(Err(io::Error::other(e)))),
+            Ok(Err(e)) => {
+                this.download.error = Some(READ_ERROR);
+                tracing::warn!(path = this.download.path, "reading a boot file: {e}");
+                return Poll::Ready(Some(Err(e)));
+            }
+            Err(e) => {
+                this.download.error = Some(READ_ERROR);
+                return Poll::Ready(Some(Err(io::Error::other(e))));
+            }
         };
         let n = chunk.len() as u64;
         this.offset += n;

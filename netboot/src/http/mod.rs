@@ -35,11 +35,24 @@
 //! # Events and logs
 //!
 //! With an [`EventLog`], the server records (through a batching writer task, one LMDB commit
-//! per burst) [`EventKind::HttpCompleted`] for every download that delivered the file's last
-//! byte (a whole-file `200`, or a `206` finishing a resumed download), [`EventKind::IpxeScript`]
-//! for every script served to a registered machine, and [`EventKind::PhoneHome`]. A phone-home
-//! is answered only after its event is durable. Completed downloads and phone-homes are logged
-//! at info level.
+//! per burst):
+//!
+//! * [`EventKind::HttpStarted`] for every file body it starts sending (a `GET` answered `200`
+//!   or `206`, after the path was confined and the file opened; refused requests, `304`, `416`
+//!   and `HEAD` are not transfers: they are only counted in the metrics);
+//! * [`EventKind::HttpCompleted`] for every download that delivered the file's last byte (a
+//!   whole-file `200`, or a `206` finishing a resumed download; a range ending before the file
+//!   does is neither completed nor failed);
+//! * [`EventKind::HttpFailed`] for every body that stopped early, with the bytes sent, the
+//!   duration and a reason: `client_closed` (the connection went away), `read_error` or
+//!   `file_truncated` (reading the file failed, or it shrank), `server_shutdown` (still
+//!   running when the shutdown grace period ran out);
+//! * [`EventKind::IpxeScript`] for every script served to a registered machine, and
+//!   [`EventKind::PhoneHome`].
+//!
+//! A download's events are queued in order (started before completed or failed). A phone-home
+//! is answered only after its event is durable. Completed and failed downloads and phone-homes
+//! are logged at info level.
 //!
 //! Phone-home from an unregistered MAC is answered `404` and **not** recorded: the endpoint is
 //! unauthenticated, and the log is the outbox of registered machines' timelines, so recording
@@ -215,6 +228,8 @@ impl HttpState {
 struct App {
     state: HttpState,
     recorder: Option<recorder::Recorder>,
+    /// `true` once shutdown was requested (a download cut then failed because of it).
+    stopping: watch::Receiver<bool>,
 }
 
 /// Serve HTTP on `listener` until `shutdown` becomes `true` (or its sender is dropped). Running
@@ -235,7 +250,11 @@ pub async fn serve(
         }
         None => (None, None),
     };
-    let app = App { state, recorder };
+    let app = App {
+        state,
+        recorder,
+        stopping: shutdown.clone(),
+    };
     let router = Router::new().fallback(dispatch).with_state(app);
 
     let mut stop = shutdown.clone();

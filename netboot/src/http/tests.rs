@@ -129,9 +129,9 @@ impl Site {
             .expect("serve");
     }
 
-    /// Events of the log, waiting up to 3 s for at least `n` (the writer batches).
+    /// Events of the log, waiting up to 10 s for at least `n` (the writer batches).
     async fn events(&self, n: usize) -> Vec<Event> {
-        for _ in 0..60 {
+        for _ in 0..200 {
             let events = self.log.list(0, usize::MAX).expect("list");
             if events.len() >= n {
                 return events;
@@ -295,8 +295,54 @@ async fn files_get_head_ranges_and_validators() {
         206
     );
 
-    // Whole-file downloads (and ranges reaching the end) are recorded; mid-file ranges are not.
-    let events = site.events(5).await;
+    // Every body sent is a started download: 7 GETs answered 200 or 206 (not HEAD, 304, 416).
+    // Whole-file downloads (and ranges reaching the end) complete; mid-file ranges do neither.
+    let events = site.events(12).await;
+    assert_eq!(events.len(), 12, "{events:#?}");
+    let started: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::HttpStarted {
+                path,
+                range,
+                size,
+                peer,
+            } => Some((path.as_str(), range.as_deref(), *size, peer.ip())),
+            _ => None,
+        })
+        .collect();
+    let localhost = std::net::IpAddr::V4(Ipv4Addr::LOCALHOST);
+    assert_eq!(
+        started,
+        [
+            ("vmlinuz", None, 300_000, localhost),
+            ("boot/menu.ipxe", None, 15, localhost),
+            ("kernel-link", None, 300_000, localhost),
+            ("vmlinuz", Some("bytes=1000-1999"), 300_000, localhost),
+            ("vmlinuz", Some("bytes=-10"), 300_000, localhost),
+            // If-Range does not match: the whole file, the range is not honoured.
+            ("vmlinuz", None, 300_000, localhost),
+            ("vmlinuz", Some("bytes=0-9"), 300_000, localhost),
+        ]
+    );
+    // Each completion follows its download's start.
+    for (i, e) in events.iter().enumerate() {
+        if matches!(e.kind, EventKind::HttpCompleted { .. }) {
+            assert!(
+                matches!(
+                    events.get(i.wrapping_sub(1)).map(|e| &e.kind),
+                    Some(EventKind::HttpStarted { .. })
+                ),
+                "completion without its start just before: {events:#?}"
+            );
+        }
+    }
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::HttpFailed { .. })),
+        "{events:#?}"
+    );
     let completed: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.kind {
@@ -310,7 +356,6 @@ async fn files_get_head_ranges_and_validators() {
             _ => None,
         })
         .collect();
-    let localhost = std::net::IpAddr::V4(Ipv4Addr::LOCALHOST);
     assert!(
         completed.contains(&("vmlinuz", 300_000, 200, localhost)),
         "{completed:?}"
@@ -324,6 +369,101 @@ async fn files_get_head_ranges_and_validators() {
         "{completed:?}"
     );
     assert!(!completed.iter().any(|c| c.1 == 1000), "{completed:?}");
+    site.shutdown().await;
+}
+
+/// A client that reads the start of a large body and hangs up: the download is recorded as
+/// started, then failed (`client_closed`) with the bytes sent so far; a full download of the
+/// same file is started then completed; refused requests are not transfers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_mid_body_is_a_failed_download() {
+    const SIZE: u64 = 24 << 20;
+    let site = Site::start("failed", 8, DEFAULT_QUEUE_TIMEOUT).await;
+    let big = vec![0x5a; SIZE as usize];
+    std::fs::write(site.dir.0.join("root/big.img"), &big).expect("write big");
+
+    assert_eq!(get(site.addr, "/missing").await.status, 404);
+    assert_eq!(get(site.addr, "/out").await.status, 403);
+
+    // A small receive buffer keeps the server from pushing the whole file into the sockets.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let mut quitter = tokio::time::timeout(Duration::from_secs(10), socket.connect(site.addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    quitter
+        .write_all(b"GET /big.img HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .expect("write");
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while head.len() < 8192 {
+        let n = tokio::time::timeout(Duration::from_secs(10), quitter.read(&mut buf))
+            .await
+            .expect("body within 10 s")
+            .expect("read");
+        assert!(
+            n > 0,
+            "server closed early: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.extend_from_slice(&buf[..n]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{:?}", &head[..64]);
+    drop(quitter);
+
+    let events = site.events(2).await;
+    let kinds: Vec<_> = events.iter().map(|e| e.kind.clone()).collect();
+    assert_eq!(kinds.len(), 2, "{kinds:#?}");
+    assert!(
+        matches!(
+            &kinds[0],
+            EventKind::HttpStarted { path, range: None, size: SIZE, .. } if path == "big.img"
+        ),
+        "{kinds:#?}"
+    );
+    match &kinds[1] {
+        EventKind::HttpFailed {
+            peer,
+            path,
+            reason,
+            bytes,
+            status,
+            ..
+        } => {
+            assert_eq!(peer.ip(), std::net::IpAddr::V4(Ipv4Addr::LOCALHOST));
+            assert_eq!(
+                (path.as_str(), reason.as_str(), *status),
+                ("big.img", "client_closed", 200)
+            );
+            assert!(*bytes >= 4096 && *bytes < SIZE, "bytes sent: {bytes}");
+        }
+        other => panic!("expected a failed download, got {other:?}"),
+    }
+
+    // The same file downloaded in full: started, then completed.
+    let r = get(site.addr, "/big.img").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len() as u64, SIZE);
+    let events = site.events(4).await;
+    let kinds: Vec<_> = events[2..].iter().map(|e| e.kind.clone()).collect();
+    assert_eq!(kinds.len(), 2, "{kinds:#?}");
+    assert!(
+        matches!(&kinds[0], EventKind::HttpStarted { size: SIZE, .. }),
+        "{kinds:#?}"
+    );
+    assert!(
+        matches!(
+            &kinds[1],
+            EventKind::HttpCompleted {
+                bytes: SIZE,
+                status: 200,
+                ..
+            }
+        ),
+        "{kinds:#?}"
+    );
     site.shutdown().await;
 }
 

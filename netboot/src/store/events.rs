@@ -131,6 +131,19 @@ pub enum EventKind {
         /// Why (a short label such as `not_found` or `timeout`).
         reason: String,
     },
+    /// An HTTP boot-file download began: the file was opened and a `200` or `206` response
+    /// with its body is on its way.
+    HttpStarted {
+        /// Client.
+        peer: SocketAddr,
+        /// Requested file (normalised).
+        path: String,
+        /// The request's `Range` header when the response honours it (`206`).
+        #[serde(default)]
+        range: Option<String>,
+        /// The file's size in bytes (the whole file, also for a range).
+        size: u64,
+    },
     /// An HTTP boot-file download completed (whole file delivered).
     HttpCompleted {
         /// Client.
@@ -142,6 +155,22 @@ pub enum EventKind {
         /// From request to last byte, in milliseconds.
         duration_ms: u64,
         /// Response status (200, or 206 for a range).
+        status: u16,
+    },
+    /// An HTTP boot-file download stopped before the end of its body.
+    HttpFailed {
+        /// Client.
+        peer: SocketAddr,
+        /// Requested file (normalised).
+        path: String,
+        /// Why, a short label: `client_closed`, `read_error`, `file_truncated`,
+        /// `server_shutdown`.
+        reason: String,
+        /// Body bytes handed to the connection before it stopped.
+        bytes: u64,
+        /// From request to failure, in milliseconds.
+        duration_ms: u64,
+        /// Response status sent (200, or 206 for a range).
         status: u16,
     },
     /// A lease was granted (an ACK to a client without a binding of that address).
@@ -175,7 +204,9 @@ impl EventKind {
         "TftpStarted",
         "TftpCompleted",
         "TftpFailed",
+        "HttpStarted",
         "HttpCompleted",
+        "HttpFailed",
         "LeaseGranted",
         "LeaseRenewed",
         "LeaseReleased",
@@ -191,7 +222,9 @@ impl EventKind {
             Self::TftpStarted { .. } => "TftpStarted",
             Self::TftpCompleted { .. } => "TftpCompleted",
             Self::TftpFailed { .. } => "TftpFailed",
+            Self::HttpStarted { .. } => "HttpStarted",
             Self::HttpCompleted { .. } => "HttpCompleted",
+            Self::HttpFailed { .. } => "HttpFailed",
             Self::LeaseGranted(_) => "LeaseGranted",
             Self::LeaseRenewed(_) => "LeaseRenewed",
             Self::LeaseReleased(_) => "LeaseReleased",

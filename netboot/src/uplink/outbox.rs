@@ -10,8 +10,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use ims_proto::{
-    EdgeEvent, EdgeEventKind, HttpCompleted, Ipv4Cidr, IpxeScript, LeaseEvent, MacAddr, PhoneHome,
-    ServiceError, TftpCompleted, TftpStarted, TransferFailed,
+    EdgeEvent, EdgeEventKind, HttpCompleted, HttpStarted, Ipv4Cidr, IpxeScript, LeaseEvent,
+    MacAddr, PhoneHome, ServiceError, TftpCompleted, TftpStarted, TransferFailed,
 };
 
 use crate::dhcp::UnixTime;
@@ -85,6 +85,35 @@ pub fn to_edge_event(
             duration_ms: 0,
             retransmits: 0,
             status: None,
+        }),
+        EventKind::HttpStarted {
+            peer,
+            path,
+            range,
+            size,
+        } => EdgeEventKind::HttpStarted(HttpStarted {
+            mac: mac_of_peer(peer),
+            peer: *peer,
+            path: path.clone(),
+            range: range.clone(),
+            size: *size,
+        }),
+        EventKind::HttpFailed {
+            peer,
+            path,
+            reason,
+            bytes,
+            duration_ms,
+            status,
+        } => EdgeEventKind::HttpFailed(TransferFailed {
+            mac: mac_of_peer(peer),
+            peer: *peer,
+            path: path.clone(),
+            reason: reason.clone(),
+            bytes: *bytes,
+            duration_ms: *duration_ms,
+            retransmits: 0,
+            status: Some(*status),
         }),
         EventKind::HttpCompleted {
             peer,
@@ -261,5 +290,81 @@ mod tests {
             None
         );
         assert_eq!(lookups.get(), 2, "only transfers need a lookup");
+    }
+
+    #[test]
+    fn http_started_and_failed_map_with_the_machine_found_by_address() {
+        let mut mac_of =
+            |ip: IpAddr| (ip == IpAddr::V4(Ipv4Addr::new(10, 77, 0, 11))).then_some(mac(1));
+        let peer: SocketAddr = "10.77.0.11:40000".parse().unwrap();
+        let started = to_edge_event(
+            &event(
+                21,
+                EventKind::HttpStarted {
+                    peer,
+                    path: "images/initrd.img".into(),
+                    range: Some("bytes=65536-".into()),
+                    size: 52_428_800,
+                },
+            ),
+            &mut mac_of,
+        )
+        .unwrap();
+        assert_eq!(started.id, 21);
+        assert_eq!(started.at_ms, 1_700_000_000_000);
+        assert_eq!(
+            started.kind,
+            EdgeEventKind::HttpStarted(HttpStarted {
+                mac: Some(mac(1)),
+                peer,
+                path: "images/initrd.img".into(),
+                range: Some("bytes=65536-".into()),
+                size: 52_428_800,
+            })
+        );
+        let failed = to_edge_event(
+            &event(
+                22,
+                EventKind::HttpFailed {
+                    peer,
+                    path: "images/initrd.img".into(),
+                    reason: "client_closed".into(),
+                    bytes: 131_072,
+                    duration_ms: 40,
+                    status: 206,
+                },
+            ),
+            &mut mac_of,
+        )
+        .unwrap();
+        assert_eq!(
+            failed.kind,
+            EdgeEventKind::HttpFailed(TransferFailed {
+                mac: Some(mac(1)),
+                peer,
+                path: "images/initrd.img".into(),
+                reason: "client_closed".into(),
+                bytes: 131_072,
+                duration_ms: 40,
+                retransmits: 0,
+                status: Some(206),
+            })
+        );
+        // A client no lease names: the event still goes, without a machine.
+        let stranger = to_edge_event(
+            &event(
+                23,
+                EventKind::HttpStarted {
+                    peer: "10.77.0.99:40000".parse().unwrap(),
+                    path: "vmlinuz".into(),
+                    range: None,
+                    size: 10,
+                },
+            ),
+            &mut mac_of,
+        )
+        .unwrap();
+        assert_eq!(stranger.kind.kind(), "HttpStarted");
+        assert_eq!(stranger.kind.mac(), None);
     }
 }

@@ -71,8 +71,31 @@ fn lease() -> LeaseEvent {
     }
 }
 
-/// One event of every kind, named for fixture files.
+/// One event of every kind, named for fixture files: those of protocol 1.0 (which also make up
+/// the `edge-events` batch fixture, frozen since), then [`sample_event_kinds_since_1_0`].
 pub(crate) fn sample_event_kinds() -> Vec<(&'static str, EdgeEventKind)> {
+    let mut kinds = sample_event_kinds_1_0();
+    kinds.extend(sample_event_kinds_since_1_0());
+    kinds
+}
+
+/// Event kinds added after protocol 1.0: each has a single-event fixture of its own, and none
+/// is in the `edge-events` batch (its fixture must keep its bytes).
+pub(crate) fn sample_event_kinds_since_1_0() -> Vec<(&'static str, EdgeEventKind)> {
+    vec![(
+        "http-started",
+        EdgeEventKind::HttpStarted(HttpStarted {
+            mac: Some(MAC_A),
+            peer: peer(),
+            path: "images/initrd.img".into(),
+            range: Some("bytes=65536-".into()),
+            size: 52_428_800,
+        }),
+    )]
+}
+
+/// One event of every kind of protocol 1.0.
+pub(crate) fn sample_event_kinds_1_0() -> Vec<(&'static str, EdgeEventKind)> {
     vec![
         ("lease-granted", EdgeEventKind::LeaseGranted(lease())),
         ("lease-renewed", EdgeEventKind::LeaseRenewed(lease())),
@@ -305,7 +328,7 @@ pub(crate) fn samples() -> Vec<(String, AnyMessage)> {
         (
             "edge-events".into(),
             Edge(EdgeMessage::Events(EventBatch {
-                batch: sample_event_kinds()
+                batch: sample_event_kinds_1_0()
                     .into_iter()
                     .enumerate()
                     .map(|(i, (_, kind))| EdgeEvent {

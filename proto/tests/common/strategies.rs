@@ -161,6 +161,17 @@ pub(crate) fn event_kind() -> impl Strategy<Value = EdgeEventKind> {
         transfer_failed()
             .prop_map(EdgeEventKind::HttpFailed)
             .boxed(),
+        (of(mac()), sock(), text(), of(text()), any::<u64>())
+            .prop_map(|(mac, peer, path, range, size)| {
+                EdgeEventKind::HttpStarted(HttpStarted {
+                    mac,
+                    peer,
+                    path,
+                    range,
+                    size,
+                })
+            })
+            .boxed(),
         (
             of(mac()),
             sock(),

@@ -335,6 +335,92 @@ fn lease_record(last: u8) -> LeaseRecord {
 }
 
 #[test]
+fn http_started_and_failed_round_trip() {
+    let dir = TempDir::new("events-http-kinds");
+    let store = LmdbStore::open(dir.path()).expect("open");
+    let log = store.event_log().expect("log");
+    let kinds = vec![
+        EventKind::HttpStarted {
+            peer: "[fd00::7]:40000".parse().expect("addr"),
+            path: "vmlinuz".to_owned(),
+            range: None,
+            size: 9_000_000,
+        },
+        EventKind::HttpStarted {
+            peer: peer(),
+            path: "initrd.img".to_owned(),
+            range: Some("bytes=4096-".to_owned()),
+            size: 50_000_000,
+        },
+        EventKind::HttpFailed {
+            peer: peer(),
+            path: "initrd.img".to_owned(),
+            reason: "client_closed".to_owned(),
+            bytes: 131_072,
+            duration_ms: 15,
+            status: 206,
+        },
+    ];
+    for kind in &kinds {
+        log.append(UnixTime(9), kind.clone()).expect("append");
+        assert!(EventKind::KNOWN.contains(&kind.name()), "{}", kind.name());
+    }
+    let listed: Vec<EventKind> = log
+        .list(0, usize::MAX)
+        .expect("list")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(listed, kinds);
+    assert_eq!(
+        listed.iter().map(EventKind::name).collect::<Vec<_>>(),
+        ["HttpStarted", "HttpStarted", "HttpFailed"]
+    );
+
+    // `range` is optional: a record without it (as a writer that never saw a range wrote it)
+    // decodes with `None`.
+    #[derive(Serialize)]
+    enum Minimal {
+        HttpStarted {
+            peer: SocketAddr,
+            path: String,
+            size: u64,
+        },
+    }
+    #[derive(Serialize)]
+    struct MinimalEvent {
+        seq: u64,
+        at: UnixTime,
+        kind: Minimal,
+    }
+    let mut value = vec![crate::store::lmdb::RECORD_VERSION];
+    ciborium::into_writer(
+        &MinimalEvent {
+            seq: 4,
+            at: UnixTime(10),
+            kind: Minimal::HttpStarted {
+                peer: peer(),
+                path: "ipxe.efi".to_owned(),
+                size: 1024,
+            },
+        },
+        &mut value,
+    )
+    .expect("cbor");
+    put_raw(&log, &4u64.to_be_bytes(), &value);
+    let last = log.list(3, 10).expect("list");
+    assert_eq!(
+        last.iter().map(|e| e.kind.clone()).collect::<Vec<_>>(),
+        [EventKind::HttpStarted {
+            peer: peer(),
+            path: "ipxe.efi".to_owned(),
+            range: None,
+            size: 1024,
+        }]
+    );
+}
+
+#[test]
 fn lease_and_service_error_kinds_round_trip() {
     let dir = TempDir::new("events-lease-kinds");
     let store = LmdbStore::open(dir.path()).expect("open");
