@@ -425,8 +425,10 @@ async fn daemon(
     let dhcp_run = async {
         if dhcp_enabled {
             let server = Server::new(dhcp.clone(), leases, unix_now());
-            let sockets = Sockets::open(dhcp, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67))
-                .context("opening DHCP sockets")?;
+            // With a control plane, relayed subnets may arrive in a snapshot: listen for relays.
+            let relay_addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67);
+            let sockets =
+                Sockets::open(dhcp, relay_addr, with_control).context("opening DHCP sockets")?;
             let mut driver = DhcpDriver::new(server, store, sockets, config.dhcp_driver.max_batch)?;
             if with_control {
                 driver = driver

@@ -126,12 +126,17 @@ pub struct Sockets {
 
 impl Sockets {
     /// Open one raw socket per `[[interface]]`, and the relay socket on `relay_addr` when at
-    /// least one subnet is configured (relayed requests can only be for subnets).
+    /// least one subnet is configured (relayed requests can only be for subnets) or when
+    /// `subnets_may_arrive` (a control plane may push subnets at run time).
     ///
     /// # Errors
     /// The first socket that cannot be opened, with a message naming the interface (or the relay
     /// address) and what to do.
-    pub fn open(config: &DhcpConfig, relay_addr: SocketAddrV4) -> Result<Self, DriverError> {
+    pub fn open(
+        config: &DhcpConfig,
+        relay_addr: SocketAddrV4,
+        subnets_may_arrive: bool,
+    ) -> Result<Self, DriverError> {
         let mut links = Vec::with_capacity(config.interfaces.len());
         for interface in &config.interfaces {
             let socket = RawSocket::open(&interface.name)?;
@@ -141,7 +146,7 @@ impl Sockets {
                 socket,
             });
         }
-        let relay = if config.subnets.is_empty() {
+        let relay = if config.subnets.is_empty() && !subnets_may_arrive {
             None
         } else {
             Some(RelaySocket::bind(relay_addr)?)
