@@ -464,11 +464,14 @@ fn copy_path(src: &Value, path: &[String], dst: &mut Value) {
                 *dst = Value::Object(Map::new());
             }
             if let Value::Object(d) = dst {
-                let slot = d.entry(head.clone()).or_insert(Value::Null);
+                let mut slot = d.remove(head.as_str()).unwrap_or(Value::Null);
                 if rest.is_empty() {
-                    *slot = child.clone();
+                    slot = child.clone();
                 } else {
-                    copy_path(child, rest, slot);
+                    copy_path(child, rest, &mut slot);
+                }
+                if !slot.is_null() || rest.is_empty() {
+                    d.insert(head.clone(), slot);
                 }
             }
         }
