@@ -470,7 +470,8 @@ fn copy_path(src: &Value, path: &[String], dst: &mut Value) {
                 } else {
                     copy_path(child, rest, &mut slot);
                 }
-                if !slot.is_null() || rest.is_empty() {
+                let empty = slot.is_null() || slot.as_object().is_some_and(Map::is_empty);
+                if rest.is_empty() || !empty {
                     d.insert(head.clone(), slot);
                 }
             }

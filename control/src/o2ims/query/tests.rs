@@ -209,9 +209,14 @@ fn fields_projects_paths_and_keeps_the_id() {
         })
     );
     // A listed path the object lacks is simply absent.
-    let s = sel(None, Some("extensions/nothing"), None, None)
-        .selector(ATTRS)
-        .expect("ok");
+    let s = sel(
+        None,
+        Some("extensions/nothing/deeper,extensions/role/x"),
+        None,
+        None,
+    )
+    .selector(ATTRS)
+    .expect("ok");
     assert_eq!(
         s.apply(machine(), "resourceId", &[]),
         json!({"resourceId": "r1"})
