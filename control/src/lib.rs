@@ -6,7 +6,8 @@
 //! OpenAPI document), [`state`] (what handlers share), [`error`] (problem documents),
 //! [`config`] (settings of `ims-control serve`), [`server`] (HTTP/HTTPS serving and first-start
 //! set-up), [`metrics`] (Prometheus), [`ratelimit`] (login throttling and the time source),
-//! [`uplink`] (the QUIC server edges enrol with and connect to: CA, join tokens, sessions).
+//! [`uplink`] (the QUIC server edges enrol with and connect to: CA, join tokens, sessions),
+//! [`o2ims`] (the O-RAN O2ims inventory API toward the SMO).
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -16,6 +17,7 @@ pub mod db;
 pub mod error;
 pub mod metrics;
 pub mod model;
+pub mod o2ims;
 pub mod ratelimit;
 pub mod server;
 pub mod state;
