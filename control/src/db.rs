@@ -140,6 +140,7 @@ fn fk_field(constraint: &str) -> String {
         "tftp_configs_",
         "workers_",
         "leases_",
+        "o2ims_notifications_",
     ] {
         if let Some(rest) = c.strip_prefix(table) {
             return rest.to_owned();
@@ -195,6 +196,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "heartbeat interval",
         include_str!("../migrations/sqlite/0003_heartbeat_interval.sql"),
     ),
+    (
+        4,
+        "o2ims subscriptions",
+        include_str!("../migrations/sqlite/0004_o2ims_subscriptions.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -211,6 +217,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "heartbeat interval",
         include_str!("../migrations/postgres/0003_heartbeat_interval.sql"),
+    ),
+    (
+        4,
+        "o2ims subscriptions",
+        include_str!("../migrations/postgres/0004_o2ims_subscriptions.sql"),
     ),
 ];
 

@@ -174,7 +174,8 @@ fn pem_message(e: &rustls::pki_types::pem::Error) -> String {
 }
 
 /// Serves the API on `listener` (HTTPS when `tls` is set) until `shutdown` completes, then
-/// lets open requests finish for up to [`SHUTDOWN_GRACE`].
+/// lets open requests finish for up to [`SHUTDOWN_GRACE`]. Also runs the O2ims notification
+/// tasks ([`crate::o2ims::delivery::spawn`]) meanwhile.
 ///
 /// # Errors
 /// The listener cannot be used.
@@ -184,6 +185,8 @@ pub async fn serve(
     tls: Option<RustlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    // O2ims change detection and notification delivery, stopped with the server.
+    let notifications = crate::o2ims::delivery::spawn(&state.db);
     let handle = Handle::new();
     let stopper = handle.clone();
     let stop_task = tokio::spawn(async move {
@@ -209,5 +212,6 @@ pub async fn serve(
         }
     };
     stop_task.abort();
+    drop(notifications);
     result
 }

@@ -1,4 +1,6 @@
-//! The O-RAN O2ims API (toward the SMO/FOCOM): the infrastructure inventory.
+//! The O-RAN O2ims API (toward the SMO/FOCOM): the infrastructure inventory, its
+//! subscriptions ([`subscriptions`]) and their change notifications ([`changes`] detects,
+//! [`delivery`] sends them through a durable queue).
 //!
 //! Served under `/o2ims-infrastructureInventory/v1` (the implementations' spelling, canonical),
 //! `/o2ims-infrastructureInventory/v2` (inventory API 2.x; the objects are the same superset),
@@ -13,9 +15,12 @@
 //! deployment manager. Ids are name-based UUIDs (v5) in the O-Cloud's namespace from the row
 //! ids, so every replica and every restart shows the same ids.
 
+pub mod changes;
+pub mod delivery;
 pub mod inventory;
 pub mod objects;
 pub mod query;
+pub mod subscriptions;
 
 use axum::Json;
 use axum::extract::MatchedPath;
@@ -203,7 +208,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
     for name in INVENTORY_NAMES {
         router = router.nest(name, OpenApiRouter::new().routes(routes!(all_versions)));
         for (major, _) in INVENTORY_VERSIONS {
-            router = router.nest(&format!("{name}/{major}"), inventory::routes());
+            router = router.nest(
+                &format!("{name}/{major}"),
+                inventory::routes().merge(subscriptions::routes()),
+            );
         }
     }
     router

@@ -1,0 +1,344 @@
+//! Delivery of the queued inventory notifications (`o2ims_notifications`) to their callbacks.
+//!
+//! Each subscription's queue is delivered in order, one notification at a time: the oldest
+//! queued notification of a subscription (its head) is claimed once it is due (its
+//! `next_attempt_at` is moved [`CLAIM_LEASE`] ahead with a compare-and-set, so one replica
+//! sends it), POSTed as JSON with a [`SEND_TIMEOUT`], and then deleted on a 2xx answer or
+//! rescheduled with exponential backoff ([`backoff_ms`]: 1 s doubling to 5 min) and its error
+//! kept in `last_error`. A notification is only ever removed after a 2xx or with its
+//! subscription. A slow or dead callback delays only its own subscription: deliveries run in
+//! their own tasks, at most [`MAX_IN_FLIGHT`] at once, apart from the API.
+//!
+//! Callbacks are plain HTTP/1.1 (`http://`); see [`super::subscriptions`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{Request, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::task::JoinSet;
+
+use crate::db::{Db, StoreError, now_ms};
+
+/// How long one POST (connect, send, answer) may take.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How far a claim moves `next_attempt_at` (a replica dying mid-send is retried after this).
+pub const CLAIM_LEASE: Duration = Duration::from_secs(30);
+/// First retry delay.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest retry delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Deliveries in flight at once (per process).
+pub const MAX_IN_FLIGHT: usize = 32;
+/// How often the queue is polled.
+pub const POLL: Duration = Duration::from_millis(200);
+
+/// The HTTP client used for callbacks.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// A new callback client (HTTP/1.1, connections kept alive per callback host).
+#[must_use]
+pub fn client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(SEND_TIMEOUT));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector)
+}
+
+/// The delay before retry number `attempts` (1 after the first failure): 1 s, 2 s, 4 s, …,
+/// at most 5 min.
+#[must_use]
+pub fn backoff_ms(attempts: i64) -> i64 {
+    let first = i64::try_from(FIRST_BACKOFF.as_millis()).unwrap_or(1000);
+    let max = i64::try_from(MAX_BACKOFF.as_millis()).unwrap_or(300_000);
+    let shift = u32::try_from(attempts.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+    first.saturating_mul(1_i64 << shift).min(max)
+}
+
+/// A queued notification that is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// Row id.
+    pub id: i64,
+    /// Its subscription.
+    pub subscription_id: String,
+    /// Where to POST it.
+    pub callback: String,
+    /// The JSON body.
+    pub body: String,
+    /// Failed attempts so far.
+    pub attempts: i64,
+    /// When it was due (the claim's compare value).
+    pub next_attempt_at: i64,
+}
+
+type QueuedRow = (i64, String, String, String, i64, i64);
+
+/// The due head of each subscription's queue, oldest first, at most `limit`.
+///
+/// # Errors
+/// The store failed.
+pub async fn due_heads(db: &Db, now: i64, limit: i64) -> Result<Vec<Queued>, StoreError> {
+    let rows: Vec<QueuedRow> = sqlx::query_as(
+        "SELECT n.id, n.subscription_id, s.callback, n.body, n.attempts, n.next_attempt_at \
+         FROM o2ims_notifications n JOIN o2ims_subscriptions s ON s.id = n.subscription_id \
+         WHERE n.id IN (SELECT MIN(id) FROM o2ims_notifications GROUP BY subscription_id) \
+         AND n.next_attempt_at <= $1 ORDER BY n.id LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, subscription_id, callback, body, attempts, next_attempt_at)| Queued {
+                id,
+                subscription_id,
+                callback,
+                body,
+                attempts,
+                next_attempt_at,
+            },
+        )
+        .collect())
+}
+
+/// Claims `q` until `now` + [`CLAIM_LEASE`]; false when another sender got it first.
+///
+/// # Errors
+/// The store failed.
+pub async fn claim(db: &Db, q: &Queued, now: i64) -> Result<bool, StoreError> {
+    let lease = i64::try_from(CLAIM_LEASE.as_millis()).unwrap_or(30_000);
+    let mut tx = db.begin_write().await?;
+    let done = sqlx::query(
+        "UPDATE o2ims_notifications SET next_attempt_at = $1 \
+         WHERE id = $2 AND next_attempt_at = $3",
+    )
+    .bind(now.saturating_add(lease))
+    .bind(q.id)
+    .bind(q.next_attempt_at)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// POSTs `body` to `callback`; Ok on a 2xx answer within [`SEND_TIMEOUT`].
+///
+/// # Errors
+/// Why it was not delivered (for `last_error`).
+pub async fn post(client: &HttpClient, callback: &str, body: &str) -> Result<(), String> {
+    let request = Request::post(callback)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, "application/json")
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .map_err(|e| format!("bad callback request: {e}"))?;
+    let exchange = async {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| format!("cannot reach the callback: {e}"))?;
+        let status = response.status();
+        // Read the answer so the connection can be reused; its content does not matter.
+        let _ = response.into_body().collect().await;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("the callback answered {status}"))
+        }
+    };
+    match tokio::time::timeout(SEND_TIMEOUT, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "the callback did not answer within {} s",
+            SEND_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// Records the outcome of sending `q` at `now`: deletes it when delivered, else counts the
+/// attempt and schedules the next one.
+///
+/// # Errors
+/// The store failed (the claim then expires and the notification is sent again).
+pub async fn record(
+    db: &Db,
+    q: &Queued,
+    outcome: &Result<(), String>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut tx = db.begin_write().await?;
+    match outcome {
+        Ok(()) => {
+            sqlx::query("DELETE FROM o2ims_notifications WHERE id = $1")
+                .bind(q.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Err(e) => {
+            let attempts = q.attempts.saturating_add(1);
+            sqlx::query(
+                "UPDATE o2ims_notifications SET attempts = $1, next_attempt_at = $2, \
+                 last_error = $3 WHERE id = $4",
+            )
+            .bind(attempts)
+            .bind(now.saturating_add(backoff_ms(attempts)))
+            .bind(e.as_str())
+            .bind(q.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What one [`deliver_due`] round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Round {
+    /// Delivered (2xx) and removed.
+    pub delivered: usize,
+    /// Failed and rescheduled.
+    pub failed: usize,
+}
+
+/// One delivery round at `now`: claims every due head, sends them concurrently and records
+/// the outcomes (at `now`), waiting for all of them. The background task ([`run_delivery`])
+/// does the same without waiting; this is its synchronous form.
+///
+/// # Errors
+/// The store failed.
+pub async fn deliver_due(db: &Db, client: &HttpClient, now: i64) -> Result<Round, StoreError> {
+    let limit = i64::try_from(MAX_IN_FLIGHT).unwrap_or(32);
+    let mut set = JoinSet::new();
+    for q in due_heads(db, now, limit).await? {
+        if !claim(db, &q, now).await? {
+            continue;
+        }
+        let client = client.clone();
+        set.spawn(async move {
+            let outcome = post(&client, &q.callback, &q.body).await;
+            (q, outcome)
+        });
+    }
+    let mut round = Round::default();
+    while let Some(joined) = set.join_next().await {
+        let Ok((q, outcome)) = joined else { continue };
+        record(db, &q, &outcome, now).await?;
+        if outcome.is_ok() {
+            round.delivered += 1;
+        } else {
+            round.failed += 1;
+        }
+    }
+    Ok(round)
+}
+
+/// Delivers queued notifications until dropped (aborted), at most [`MAX_IN_FLIGHT`] at once,
+/// one per subscription at a time.
+pub async fn run_delivery(db: Db) {
+    let client = client();
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut busy: BTreeMap<tokio::task::Id, String> = BTreeMap::new();
+    loop {
+        tick.tick().await;
+        while let Some(done) = tasks.try_join_next_with_id() {
+            let id = match done {
+                Ok((id, ())) => id,
+                Err(e) => e.id(),
+            };
+            busy.remove(&id);
+        }
+        let free = MAX_IN_FLIGHT.saturating_sub(tasks.len());
+        if free == 0 {
+            continue;
+        }
+        let in_flight: BTreeSet<String> = busy.values().cloned().collect();
+        let now = now_ms();
+        let limit = i64::try_from(free + in_flight.len()).unwrap_or(i64::MAX);
+        let heads = match due_heads(&db, now, limit).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!("o2ims notification queue unreadable (retrying): {e}");
+                continue;
+            }
+        };
+        for q in heads
+            .into_iter()
+            .filter(|q| !in_flight.contains(&q.subscription_id))
+            .take(free)
+        {
+            match claim(&db, &q, now).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!("o2ims notification claim failed (retrying): {e}");
+                    continue;
+                }
+            }
+            let sub = q.subscription_id.clone();
+            let db = db.clone();
+            let client = client.clone();
+            let handle = tasks.spawn(async move {
+                let outcome = post(&client, &q.callback, &q.body).await;
+                if let Err(e) = &outcome {
+                    tracing::debug!(subscription = %q.subscription_id, attempts = q.attempts + 1,
+                        "o2ims notification not delivered: {e}");
+                }
+                if let Err(e) = record(&db, &q, &outcome, now_ms()).await {
+                    tracing::warn!("o2ims notification outcome not recorded: {e}");
+                }
+            });
+            busy.insert(handle.id(), sub);
+        }
+    }
+}
+
+/// The notification tasks of one process (change detection and delivery); dropping it stops
+/// them.
+#[derive(Debug)]
+pub struct Tasks {
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for h in &self.handles {
+            h.abort();
+        }
+    }
+}
+
+/// Starts change detection and delivery on the current Tokio runtime.
+#[must_use]
+pub fn spawn(db: &Db) -> Tasks {
+    Tasks {
+        handles: vec![
+            tokio::spawn(super::changes::run_detector(db.clone())),
+            tokio::spawn(run_delivery(db.clone())),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_five_minutes() {
+        assert_eq!(backoff_ms(1), 1000);
+        assert_eq!(backoff_ms(2), 2000);
+        assert_eq!(backoff_ms(3), 4000);
+        assert_eq!(backoff_ms(9), 256_000);
+        assert_eq!(backoff_ms(10), 300_000);
+        assert_eq!(backoff_ms(1000), 300_000);
+    }
+}
