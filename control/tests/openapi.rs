@@ -56,6 +56,10 @@ const PROMISED: &[&str] = &[
     "/O2ims_infrastructureInventory/v1/resourcePools",
     "/O2ims_infrastructureInventory/v2",
     "/O2ims_infrastructureInventory/v2/oCloudSites",
+    "/o2ims-infrastructureInventory/v1/subscriptions",
+    "/o2ims-infrastructureInventory/v1/subscriptions/{subscriptionId}",
+    "/o2ims-infrastructureInventory/v2/subscriptions",
+    "/O2ims_infrastructureInventory/v1/subscriptions/{subscriptionId}",
 ];
 
 /// The issue: every route except the probes needs a bearer token (and logging in cannot).

@@ -180,7 +180,9 @@ fn kind_name(kind: &str) -> &'static str {
     }
 }
 
-/// The changes from `prior` (stored JSON text by kind and id) to `current` (pure).
+/// The changes from `prior` (stored JSON text by kind and id) to `current` (pure), parents
+/// before children: pools, then deployment managers, then resources, then the deletes in the
+/// reverse order.
 #[must_use]
 pub fn diff(
     prior: &BTreeMap<(String, String), String>,
@@ -228,7 +230,20 @@ pub fn diff(
             post: None,
         });
     }
+    // Parents first: pools, deployment managers, resources; deletes last, children first.
+    out.sort_by_key(|c| match c.event {
+        EventType::Delete => 3 + (2 - rank(c.kind)),
+        EventType::Create | EventType::Modify => rank(c.kind),
+    });
     out
+}
+
+fn rank(kind: &str) -> u8 {
+    match kind {
+        "resourcePool" => 0,
+        "deploymentManager" => 1,
+        _ => 2,
+    }
 }
 
 /// Whether a subscription with `filter` wants `change`.
@@ -440,12 +455,12 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                ("b", EventType::Modify),
                 ("d", EventType::Create),
+                ("b", EventType::Modify),
                 ("c", EventType::Delete)
             ]
         );
-        assert_eq!(changes[0].prior, Some(json!({"x": 2})));
+        assert_eq!(changes[1].prior, Some(json!({"x": 2})));
         assert_eq!(changes[2].post, None);
     }
 
