@@ -1,5 +1,5 @@
 //! The inventory handlers, with paths relative to a version prefix
-//! (`/o2ims-infrastructureInventory/v1` and the others; see [`crate::o2ims::routes`]).
+//! (`/o2ims-infrastructureInventory/v1` and the others; see [`crate::o2ims::routes()`]).
 //!
 //! Lists answer a JSON array after the SOL013 filter and selectors ([`super::query`]); one
 //! object is looked up by its UUID (an unknown or malformed id is 404).
