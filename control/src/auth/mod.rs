@@ -6,6 +6,7 @@
 
 pub mod jwt;
 pub mod password;
+pub mod scope;
 
 use std::time::Duration;
 
