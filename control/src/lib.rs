@@ -7,7 +7,7 @@
 //! [`config`] (settings of `ims-control serve`), [`server`] (HTTP/HTTPS serving and first-start
 //! set-up), [`metrics`] (Prometheus), [`ratelimit`] (login throttling and the time source),
 //! [`uplink`] (the QUIC server edges enrol with and connect to: CA, join tokens, sessions),
-//! [`o2ims`] (the O-RAN O2ims inventory API toward the SMO).
+//! [`o2ims`] (the O-RAN O2ims inventory API toward the SMO), [`ui`] (the operators' web UI).
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -22,4 +22,5 @@ pub mod ratelimit;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod ui;
 pub mod uplink;

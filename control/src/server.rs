@@ -173,6 +173,14 @@ fn pem_message(e: &rustls::pki_types::pem::Error) -> String {
     }
 }
 
+/// What the server runs: the REST API ([`api::router`]) and the web UI ([`crate::ui::router`])
+/// behind trailing-slash normalisation.
+pub fn app(state: AppState) -> tower_http::normalize_path::NormalizePath<axum::Router> {
+    use tower::Layer;
+    tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash()
+        .layer(crate::ui::router().merge(api::router(state)))
+}
+
 /// Serves the API on `listener` (HTTPS when `tls` is set) until `shutdown` completes, then
 /// lets open requests finish for up to [`SHUTDOWN_GRACE`]. Also runs the O2ims notification
 /// tasks ([`crate::o2ims::delivery::spawn`]) meanwhile.
@@ -196,7 +204,7 @@ pub async fn serve(
     let service =
         <_ as axum::ServiceExt<axum::extract::Request>>::into_make_service_with_connect_info::<
             SocketAddr,
-        >(api::app(state));
+        >(app(state));
     let result = match tls {
         Some(config) => {
             axum_server::from_tcp_rustls(listener, config)

@@ -110,6 +110,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(ippools::routes())
         .merge(site_config::routes())
         .merge(workers::routes())
+        .merge(crate::ui::stream::routes())
         .merge(crate::o2ims::routes())
 }
 
