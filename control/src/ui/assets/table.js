@@ -4,6 +4,7 @@
 import { h, replace } from './dom.js';
 
 const STEP = 500;
+const COLLATOR = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
 
 /**
  * columns: [{ key, label, render(row) -> node|string, value(row) -> sort/filter value }]
@@ -46,7 +47,7 @@ export function dataTable({ columns, rows = [], noun = 'rows', actions = null, i
     if (a === null || a === undefined || a === '') return 1;
     if (b === null || b === undefined || b === '') return -1;
     if (typeof a === 'number' && typeof b === 'number') return a - b;
-    return String(a).localeCompare(String(b), undefined, { numeric: true, sensitivity: 'base' });
+    return COLLATOR.compare(String(a), String(b));
   }
 
   function render() {
