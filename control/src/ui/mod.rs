@@ -114,7 +114,10 @@ async fn asset(Path((v, file)): Path<(String, String)>) -> Response {
     };
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static(a.content_type)),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(a.content_type),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
         ],
         a.bytes,

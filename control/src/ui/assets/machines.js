@@ -231,7 +231,7 @@ export async function machinePage(main, id) {
       }
     } }) : null;
 
-  const overview = h('div', { class: 'panel' }, h('dl', { class: 'kv' },
+  const overview = h('div', { class: 'panel' }, h('h2', { text: 'Machine' }), h('dl', { class: 'kv' },
     h('dt', { text: 'MAC' }), h('dd', { class: 'mono', text: m.mac }),
     h('dt', { text: 'IP' }), h('dd', { class: 'mono', text: m.ip ?? '—' }),
     h('dt', { text: 'Role / OS' }), h('dd', { text: `${m.role} · ${m.os_type}` }),

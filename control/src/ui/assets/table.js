@@ -61,7 +61,7 @@ export function dataTable({ columns, rows = [], noun = 'rows', actions = null, i
     for (const { row } of list.slice(0, shown)) {
       const tr = h('tr', { dataset: { id: row.id ?? '' } });
       for (const c of columns) {
-        tr.append(h('td', { class: c.class || '' }, c.render ? c.render(row) : String(row[c.key] ?? '')));
+        tr.append(h('td', { class: c.class || '' }, c.render ? c.render(row) : String(valueOf(c, row) ?? '')));
       }
       if (actions) tr.append(h('td', { class: 'actions' }, actions(row)));
       frag.append(tr);

@@ -28,11 +28,15 @@ export async function topologyPage(main) {
   const [sites, workers, clusters, machines] = await Promise.all([
     all('/api/sites'), all('/api/workers'), all('/api/cluster'), all('/api/machines'),
   ]);
+  // Rows are assigned top-down: a site's block starts below everything drawn so far, and a
+  // cluster starts level with (or below) its first machine, so lines run mostly sideways.
   const columns = [[], [], [], []];
+  const next = [0, 0, 0, 0];
   const links = [];
-  const node = (col, key, label, status, href, title) => {
-    const n = { col, key, label, status, href, title, y: TOP + columns[col].length * GAP };
+  const node = (col, row, key, label, status, href, title) => {
+    const n = { col, key, label, status, href, title, y: TOP + row * GAP };
     columns[col].push(n);
+    next[col] = row + 1;
     return n;
   };
 
@@ -45,25 +49,29 @@ export async function topologyPage(main) {
   }
   for (const sid of siteKeys) {
     const s = sites.find(x => x.id === sid);
-    const sn = s ? node(0, `s${sid}`, s.name, 'site', '#/sites', `site ${s.name}`) : node(0, 'none', 'no site', '', null, 'edges and clusters without a site');
+    const top = Math.max(...next);
+    const sn = s ? node(0, top, `s${sid}`, s.name, 'site', '#/sites', `site ${s.name}`)
+      : node(0, top, 'none', 'no site', '', null, 'edges and clusters without a site');
+    next[1] = next[2] = next[3] = top;
     for (const w of workers.filter(x => x.site === sid)) {
-      const wn = node(1, `w${w.id}`, w.worker_id, w.status, '#/workers', `edge ${w.worker_id}: ${w.status}`);
-      links.push([sn, wn]);
+      links.push([sn, node(1, next[1], `w${w.id}`, w.worker_id, w.status, '#/workers', `edge ${w.worker_id}: ${w.status}`)]);
     }
     for (const c of clusters.filter(x => x.site === sid)) {
-      const cn = node(2, `c${c.id}`, c.name, c.status, `#/clusters/${c.id}`, `cluster ${c.name}: ${c.status}, ${c.health}`);
+      const row = Math.max(next[2], next[3]);
+      const cn = node(2, row, `c${c.id}`, c.name, c.status, `#/clusters/${c.id}`, `cluster ${c.name}: ${c.status}, ${c.health}`);
       links.push([sn, cn]);
+      next[3] = row;
       const ms = byCluster.get(c.id) || [];
       for (const m of ms.slice(0, MACHINES_SHOWN)) {
-        links.push([cn, node(3, `m${m.id}`, m.hostname, m.status, `#/machines/${m.id}`, `${m.hostname} ${m.mac}: ${m.status}`)]);
+        links.push([cn, node(3, next[3], `m${m.id}`, m.hostname, m.status, `#/machines/${m.id}`, `${m.hostname} ${m.mac}: ${m.status}`)]);
       }
       if (ms.length > MACHINES_SHOWN) {
-        links.push([cn, node(3, `more${c.id}`, `+${ms.length - MACHINES_SHOWN} more`, '', `#/clusters/${c.id}`, `${ms.length} machines in ${c.name}`)]);
+        links.push([cn, node(3, next[3], `more${c.id}`, `+${ms.length - MACHINES_SHOWN} more`, '', `#/clusters/${c.id}`, `${ms.length} machines in ${c.name}`)]);
       }
     }
   }
 
-  const rows = Math.max(1, ...columns.map(c => c.length));
+  const rows = Math.max(1, ...next);
   const height = TOP + rows * GAP + 10;
   const root = svg('svg', { width: COL_X[3] + NODE_W + 20, height, viewBox: `0 0 ${COL_X[3] + NODE_W + 20} ${height}`, role: 'img', 'aria-label': 'topology', id: 'topology' });
   ['Sites', 'Edges', 'Clusters', 'Machines'].forEach((t, i) => {
