@@ -2,7 +2,8 @@
 # The project's test command (see README): formatting, lints, every test.
 # Each step fails the script on failure. The network-namespace tests (netboot/tests/dhcp_netns.rs)
 # need root and the packages .ci/run installs (iproute2, isc-dhcp-client, udhcpc, isc-dhcp-relay,
-# tftp-hpa, atftp, curl); the control plane's tests need PostgreSQL (started below).
+# tftp-hpa, atftp, curl); the control plane's tests need PostgreSQL (started below), and its web
+# UI test needs node, npm and chromium.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -43,6 +44,12 @@ setup_postgres() {
 
 step "PostgreSQL for the control-plane tests"
 setup_postgres
+
+# The web UI's browser test (control/tests/ui_browser.rs) runs Playwright from npm with
+# Debian's Chromium; it fails (never skips) when node, chromium or these packages are missing.
+step "npm ci (the web UI's browser test)"
+command -v npm >/dev/null 2>&1 || { echo "npm is needed for the web UI test: apt-get install nodejs npm" >&2; exit 1; }
+npm ci --prefix control/tests/ui --no-audit --no-fund
 
 step "cargo test"
 cargo test --workspace

@@ -38,7 +38,7 @@ fn require_tools() -> PathBuf {
     match node {
         Ok(out) if out.status.success() => {}
         _ => panic!(
-            "`node` is missing: the web UI test needs Node.js 20 or later \
+            "`node` is missing: the web UI test needs Node.js 18 or later \
              (apt-get install -y nodejs npm), then `npm ci --prefix control/tests/ui`"
         ),
     }
