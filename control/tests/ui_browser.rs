@@ -1,5 +1,7 @@
 //! The web UI in a real browser: starts the `ims-control` binary on a temporary SQLite data
-//! directory, creates a viewer, a site and an edge worker through the REST API, then runs the
+//! directory, creates a viewer, a site and a legacy HTTP worker through the REST API, enrols a
+//! test edge over the QUIC uplink (which heartbeats with services and transfer counts and reports
+//! a provisioning history: lease, failed and completed TFTP transfers, phone-home), then runs the
 //! Playwright script `tests/ui/e2e.mjs` (node + `playwright-core` + Debian's headless Chromium)
 //! and fails with its output when any of its checks fails.
 //!
@@ -9,22 +11,37 @@
 
 mod process;
 mod support;
+mod uplink_client;
 
 use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use process::{Server, curl, ims_control, login};
+use ims_control::db::now_ms;
+use ims_proto::{
+    ControlMessage, EdgeEvent, EdgeEventKind, EdgeMessage, EventBatch, Heartbeat, LeaseEvent,
+    MacAddr, Metrics, PhoneHome, ServiceState, ServiceStatus, SnapshotAck, TftpCompleted,
+    TransferFailed,
+};
+use process::{Server, curl, ims_control, login, run, text};
 use serde_json::json;
 use support::tempdir::TempDir;
+use tokio::sync::oneshot;
+use uplink_client::{Edge, Stream};
 
 const ADMIN_PASSWORD: &str = "ui-admin-password-1";
 const VIEWER: &str = "ui-viewer";
 const VIEWER_PASSWORD: &str = "ui-viewer-password-1";
 const SITE: &str = "lab-site";
 const WORKER: &str = "edge-lab-1";
+/// The uplink edge's host name (its worker id is `<site>-<host name>`).
+const EDGE_HOST: &str = "rack-1";
+/// The machine the uplink edge reports a provisioning history for; the browser script creates
+/// it (CSV import, as `node-3`) after the events arrived, which links them.
+const TIMELINE_MAC: &str = "52:54:00:aa:00:03";
 /// Longest the browser script may run.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(180);
 
@@ -131,16 +148,183 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> (bool, String, String) {
     (ok, out, err)
 }
 
-#[test]
-fn web_ui_in_headless_chromium() {
+fn quic_addr(lines: &[String]) -> Option<SocketAddr> {
+    lines.iter().find_map(|l| {
+        l.split("quic listening on ")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+fn heartbeat(seq: u64) -> EdgeMessage {
+    let mut hb = Heartbeat {
+        seq,
+        metrics: Metrics {
+            active_leases: 4,
+            active_transfers: 3,
+            ..Metrics::default()
+        },
+        ..Heartbeat::default()
+    };
+    for name in ["dhcp", "tftp", "http"] {
+        hb.services.insert(
+            name.into(),
+            ServiceStatus {
+                state: ServiceState::Running,
+                last_error: None,
+                last_error_at_ms: None,
+            },
+        );
+    }
+    EdgeMessage::Heartbeat(hb)
+}
+
+/// A provisioning history for `mac`, oldest first: a lease, a failed TFTP transfer, a complete
+/// one (2 MiB in 500 ms) and the installed system phoning home.
+fn history(mac: MacAddr) -> Vec<EdgeEvent> {
+    let peer = SocketAddr::from(([10, 77, 0, 13], 2070));
+    let t = now_ms() - 600_000;
+    let kinds = [
+        EdgeEventKind::LeaseGranted(LeaseEvent {
+            mac,
+            ip: Ipv4Addr::new(10, 77, 0, 13),
+            hostname: Some("node-3".into()),
+            lease_end_ms: now_ms() + 3_600_000,
+            boot_file: Some("ipxe.efi".into()),
+            subnet: Some("10.77.0.0/24".parse().expect("cidr")),
+        }),
+        EdgeEventKind::TftpFailed(TransferFailed {
+            mac: Some(mac),
+            peer,
+            path: "ipxe.efi".into(),
+            reason: "timeout after 5 retransmissions".into(),
+            bytes: 65_536,
+            duration_ms: 5000,
+            retransmits: 5,
+            status: None,
+        }),
+        EdgeEventKind::TftpCompleted(TftpCompleted {
+            mac: Some(mac),
+            peer,
+            path: "ipxe.efi".into(),
+            blksize: 1468,
+            windowsize: 8,
+            bytes: 2 * 1024 * 1024,
+            duration_ms: 500,
+            retransmits: 0,
+        }),
+        EdgeEventKind::PhoneHome(PhoneHome {
+            mac,
+            ip: Some(Ipv4Addr::new(10, 77, 0, 13).into()),
+            body: None,
+        }),
+    ];
+    (1u64..)
+        .zip(kinds)
+        .map(|(id, kind)| EdgeEvent {
+            id,
+            at_ms: t + i64::try_from(id).expect("small") * 60_000,
+            kind,
+        })
+        .collect()
+}
+
+/// Enrols a test edge with a join token for `SITE`, opens its session, sends the history and a
+/// heartbeat, and keeps heartbeating (reading whatever the server sends) until `stop` fires.
+async fn uplink_edge(dir: &Path, server: &Server, stop: oneshot::Receiver<()>) {
+    let mut join = ims_control();
+    join.args(["join-token", "--site", SITE, "--data-dir"])
+        .arg(dir);
+    let out = tokio::task::spawn_blocking(move || run(join, None))
+        .await
+        .expect("join");
+    assert!(out.status.success(), "join-token: {}", text(&out.stderr));
+    let token = text(&out.stdout)
+        .lines()
+        .last()
+        .expect("the token line")
+        .to_owned();
+    let mut addr = None;
+    for _ in 0..200 {
+        addr = quic_addr(&server.stderr());
+        if addr.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let addr = addr.expect("ims-control logs where QUIC listens");
+    let edge = Edge::enroll(addr, &token, EDGE_HOST).await;
+    let mut s: Stream = edge.connect(addr, true).await.expect("connect");
+    let mut acked = false;
+    while !acked {
+        match s.recv().await {
+            ControlMessage::Snapshot(snap) => {
+                s.send(&EdgeMessage::SnapshotAck(SnapshotAck {
+                    generation: snap.generation,
+                }))
+                .await
+                .expect("ack");
+                acked = true;
+            }
+            ControlMessage::Welcome(_) => {}
+            other => panic!("expected Welcome and Snapshot, got {other:?}"),
+        }
+    }
+    let mac: MacAddr = TIMELINE_MAC.parse().expect("mac");
+    s.send(&EdgeMessage::Events(EventBatch {
+        batch: history(mac),
+    }))
+    .await
+    .expect("events");
+    s.send(&heartbeat(1)).await.expect("heartbeat");
+    loop {
+        match s.recv_within(Duration::from_secs(10)).await {
+            Ok(ControlMessage::EventsAck(a)) if a.up_to == 4 => break,
+            Ok(_) => {}
+            Err(e) => panic!("the events were not acknowledged: {e}"),
+        }
+    }
+    tokio::spawn(async move {
+        let mut stop = stop;
+        let mut seq = 2;
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => {
+                    if s.send(&heartbeat(seq)).await.is_err() {
+                        return;
+                    }
+                    seq += 1;
+                }
+                // Deltas and acknowledgements are read and dropped, so flow control never
+                // stalls the server's side.
+                r = s.recv_within(Duration::from_secs(1)) => {
+                    if matches!(&r, Err(e) if !e.starts_with("no message")) {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_ui_in_headless_chromium() {
     let chromium = require_tools();
     let dir = TempDir::new("ims-ui-browser");
     let mut cmd = ims_control();
     cmd.arg("serve")
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
+        .args(["--quic-listen", "127.0.0.1:0", "--heartbeat-interval", "2s"])
         .env("IMS_ADMIN_PASSWORD", ADMIN_PASSWORD);
-    let server = Server::start(cmd);
+    let server = tokio::task::spawn_blocking(move || Server::start(cmd))
+        .await
+        .expect("join");
     let base = server.url.clone();
 
     // The shell and its assets: versioned URLs, content types, caching.
@@ -198,6 +382,9 @@ fn web_ui_in_headless_chromium() {
                 "metrics": {"active_leases": 1, "active_transfers": 0}}),
     );
 
+    let (stop_edge, stopped) = oneshot::channel();
+    uplink_edge(dir.path(), &server, stopped).await;
+
     let shots = screenshots_dir();
     let mut node = Command::new("node");
     node.arg(ui_dir().join("e2e.mjs"))
@@ -209,9 +396,13 @@ fn web_ui_in_headless_chromium() {
         .env("IMS_VIEWER_PASSWORD", VIEWER_PASSWORD)
         .env("IMS_WORKER_ID", WORKER)
         .env("IMS_SITE", SITE)
+        .env("IMS_EDGE_ID", format!("{SITE}-{EDGE_HOST}"))
         .env("IMS_SCREENSHOTS", &shots)
         .env("IMS_CHROMIUM", &chromium);
-    let (ok, out, err) = run_bounded(node, SCRIPT_LIMIT);
+    let (ok, out, err) = tokio::task::spawn_blocking(move || run_bounded(node, SCRIPT_LIMIT))
+        .await
+        .expect("join");
+    let _ = stop_edge.send(());
     println!("{out}");
     assert!(
         ok,

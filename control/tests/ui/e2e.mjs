@@ -2,7 +2,9 @@
 // control/tests/ui_browser.rs starts ims-control, creates the users, a site and an edge worker
 // through the REST API, and runs this script with:
 //   IMS_URL, IMS_ADMIN_USER/IMS_ADMIN_PASSWORD, IMS_VIEWER_USER/IMS_VIEWER_PASSWORD,
-//   IMS_WORKER_ID (a registered legacy worker), IMS_SITE (a site name), IMS_SCREENSHOTS (a dir).
+//   IMS_WORKER_ID (a registered legacy worker), IMS_SITE (a site name), IMS_SCREENSHOTS (a dir),
+//   IMS_EDGE_ID (an edge on the QUIC uplink, which reported a lease, a failed and a complete
+//   TFTP transfer and a phone-home for 52:54:00:aa:00:03 before this script imports that MAC).
 // Exits non-zero with the failed step on the first failure.
 
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
@@ -21,6 +23,7 @@ const VIEWER = [env('IMS_VIEWER_USER'), env('IMS_VIEWER_PASSWORD')];
 const WORKER = env('IMS_WORKER_ID');
 const SITE = env('IMS_SITE');
 const SHOTS = env('IMS_SCREENSHOTS');
+const EDGE = env('IMS_EDGE_ID');
 const CHROMIUM = process.env.IMS_CHROMIUM || '/usr/bin/chromium';
 const BIG = 1000;
 
@@ -189,11 +192,28 @@ async function main() {
     check((await rest('GET', `/api/machines/${node2.id}`, undefined, admin)).netboot === true, 'netboot on in the API');
     await shot(page, 'machine');
 
+    step('provisioning timeline reported by the uplink edge');
+    await page.goto(`${BASE}/#/clusters/${cid}`);
+    await page.click('#machines tbody a:has-text("node-3")');
+    await page.waitForSelector('#timeline li');
+    const timeline = await page.$$eval('#timeline li', items => items.map(li => li.textContent));
+    log(`  timeline: ${timeline.join(' | ')}`);
+    check(timeline.length === 4, `four events: ${timeline.length}`);
+    check(timeline.some(t => /2\.0 MiB at 4\.0 MiB\/s/.test(t)), 'the boot file transfer with bytes and speed');
+    check(timeline.some(t => /phone/i.test(t)), 'the phone-home');
+    check(await page.locator('#timeline li.error').count() === 1, 'the failed transfer is marked as an error');
+    await shot(page, 'machine-timeline');
+
     step('workers dashboard updates live');
     await page.goto(`${BASE}/#/workers`);
     const row = page.locator(`#workers tbody tr:has-text("${WORKER}")`);
     await row.locator('[data-status=active]').waitFor();
     await page.waitForSelector('#live.on');
+    const edgeRow = page.locator(`#workers tbody tr:has-text("${EDGE}")`);
+    await edgeRow.locator('[data-status=active]').waitFor();
+    await edgeRow.locator('text=tftp: running').waitFor();
+    check(await edgeRow.locator('td').nth(1).textContent() === SITE, 'the uplink edge belongs to its site');
+    check(await edgeRow.locator('td').nth(6).textContent() === '3', 'the uplink edge reports 3 active transfers');
     await page.evaluate(() => { window.__noReload = true; });
     await shot(page, 'workers');
     await rest('POST', '/api/ims-worker/heartbeat', { worker_id: WORKER,

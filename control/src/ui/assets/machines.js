@@ -181,14 +181,16 @@ function speed(d) {
 
 function describe(ev) {
   const d = ev.detail || {};
-  const parts = [ev.message];
-  if (d.path) parts.push(`file ${d.path}`);
-  if (d.ip && !String(ev.message).includes(d.ip)) parts.push(`address ${d.ip}`);
-  if (d.boot_file) parts.push(`boot file ${d.boot_file}`);
-  if (d.bytes !== undefined) parts.push(`${bytes(d.bytes)}${d.duration_ms ? ` in ${(d.duration_ms / 1000).toFixed(2)} s` : ''}`);
-  const s = speed(d);
-  if (s) parts.push(s);
-  if (d.reason) parts.push(`reason: ${d.reason}`);
+  const msg = String(ev.message || '');
+  const parts = [msg];
+  const add = (value, text) => { if (value !== undefined && value !== null && !msg.includes(String(value))) parts.push(text); };
+  add(d.path, `file ${d.path}`);
+  add(d.boot_file, `boot file ${d.boot_file}`);
+  if (typeof d.bytes === 'number') {
+    const s = /completed/i.test(ev.kind) || /Completed/.test(d.type || '') ? speed(d) : null;
+    parts.push(s ? `${bytes(d.bytes)} at ${s}` : bytes(d.bytes));
+  }
+  add(d.reason, `reason: ${d.reason}`);
   return parts.filter(Boolean).join(' · ');
 }
 
