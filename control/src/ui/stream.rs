@@ -146,3 +146,40 @@ impl futures_core::Stream for Events {
         self.0.poll_recv(cx).map(|e| e.map(Ok))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::WorkerStatus;
+
+    fn worker(status: WorkerStatus, age: Option<i64>) -> Worker {
+        Worker {
+            id: 1,
+            worker_id: "edge-1".into(),
+            ip_address: None,
+            status,
+            last_heartbeat: Some(1_000),
+            last_heartbeat_age_seconds: age,
+            services: serde_json::json!({}),
+            metrics: serde_json::json!({}),
+            last_error: None,
+            registered_at: 0,
+            site: None,
+            site_name: None,
+            cluster: None,
+            cluster_name: None,
+            version: String::new(),
+            revoked: false,
+        }
+    }
+
+    #[test]
+    fn ages_alone_send_no_event_but_a_status_change_does() {
+        let a = change_key(&[worker(WorkerStatus::Active, Some(1))]);
+        let b = change_key(&[worker(WorkerStatus::Active, Some(9))]);
+        let c = change_key(&[worker(WorkerStatus::Error, Some(9))]);
+        assert_eq!(a, b);
+        assert_ne!(b, c);
+        assert_ne!(change_key(&[]), a);
+    }
+}

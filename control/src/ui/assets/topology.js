@@ -47,19 +47,24 @@ export async function topologyPage(main) {
     if (!byCluster.has(m.cluster)) byCluster.set(m.cluster, []);
     byCluster.get(m.cluster).push(m);
   }
+  const byName = new Intl.Collator(undefined, { numeric: true });
+  for (const list of byCluster.values()) list.sort((a, b) => byName.compare(a.hostname, b.hostname));
   for (const sid of siteKeys) {
     const s = sites.find(x => x.id === sid);
     const top = Math.max(...next);
     const sn = s ? node(0, top, `s${sid}`, s.name, 'site', '#/sites', `site ${s.name}`)
       : node(0, top, 'none', 'no site', '', null, 'edges and clusters without a site');
     next[1] = next[2] = next[3] = top;
-    for (const w of workers.filter(x => x.site === sid)) {
-      links.push([sn, node(1, next[1], `w${w.id}`, w.worker_id, w.status, '#/workers', `edge ${w.worker_id}: ${w.status}`)]);
-    }
+    const edges = workers.filter(x => x.site === sid).map(w => {
+      const wn = node(1, next[1], `w${w.id}`, w.worker_id, w.status, '#/workers', `edge ${w.worker_id}: ${w.status}`);
+      links.push([sn, wn]);
+      return wn;
+    });
     for (const c of clusters.filter(x => x.site === sid)) {
       const row = Math.max(next[2], next[3]);
       const cn = node(2, row, `c${c.id}`, c.name, c.status, `#/clusters/${c.id}`, `cluster ${c.name}: ${c.status}, ${c.health}`);
-      links.push([sn, cn]);
+      // A site's edges provision its clusters; without an edge the cluster hangs off the site.
+      for (const parent of edges.length ? edges : [sn]) links.push([parent, cn]);
       next[3] = row;
       const ms = byCluster.get(c.id) || [];
       for (const m of ms.slice(0, MACHINES_SHOWN)) {
