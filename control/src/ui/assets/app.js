@@ -3,7 +3,7 @@
 // and the resource lists in resources.js (#/sites, #/leases, …).
 
 import { ApiError, SessionExpired, currentUser, isAdmin, login, logout } from './api.js';
-import { failure, h } from './dom.js';
+import { failure, h, relative } from './dom.js';
 import { clusterPage, machinePage } from './machines.js';
 import { SPECS, crudPage } from './resources.js';
 import { topologyPage } from './topology.js';
@@ -89,4 +89,10 @@ document.getElementById('logout').addEventListener('click', () => {
   location.hash = '#/login';
 });
 window.addEventListener('hashchange', route);
+// Relative times ("5 min ago") stay current while a page is open.
+setInterval(() => {
+  for (const t of document.querySelectorAll('main time[datetime]')) {
+    t.textContent = relative((Date.now() - Date.parse(t.getAttribute('datetime'))) / 1000);
+  }
+}, 30_000);
 route();
