@@ -264,8 +264,17 @@ async function main() {
       await page.waitForSelector(`#list tbody tr:has-text("${expect}")`);
       await shot(page, route);
     }
-    step('sort and filter a list');
+    step('delete a cluster, with confirmation');
+    await rest('POST', '/api/cluster', { name: 'scratch' }, admin);
     await page.goto(`${BASE}/#/clusters`);
+    await page.click('#list tbody tr:has-text("scratch") button[data-action=delete]');
+    await page.click('dialog[open] button:has-text("Cancel")');
+    check(await page.locator('#list tbody tr:has-text("scratch")').count() === 1, 'cancel keeps the cluster');
+    await page.click('#list tbody tr:has-text("scratch") button[data-action=delete]');
+    await page.click('dialog[open] button.danger:has-text("Delete")');
+    await page.waitForSelector('#list tbody tr:has-text("scratch")', { state: 'detached' });
+
+    step('sort and filter a list');
     await page.waitForSelector('#list tbody a:has-text("big")');
     await page.fill('input[type=search]', 'lab-a');
     await page.waitForFunction(() => document.querySelector('.count')?.textContent === '1 of 2 clusters');

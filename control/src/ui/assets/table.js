@@ -71,7 +71,7 @@ export function dataTable({ columns, rows = [], noun = 'rows', actions = null, i
         text: all.length ? `No ${noun} match the filter.` : `No ${noun} yet.` })));
     }
     body.replaceChildren(frag);
-    counter.textContent = q ? `${list.length} of ${all.length} ${noun}` : `${all.length} ${noun}`;
+    counter.textContent = q ? `${list.length} of ${all.length} ${noun}` : `${all.length} ${all.length === 1 ? noun.replace(/s$/, '') : noun}`;
     replace(more);
     if (list.length > shown) {
       more.append(h('button', { class: 'secondary small', type: 'button', text: `Show ${Math.min(STEP, list.length - shown)} more (${list.length - shown} hidden)`,
