@@ -7,7 +7,7 @@
 //   TFTP transfer and a phone-home for 52:54:00:aa:00:03 before this script imports that MAC).
 // Exits non-zero with the failed step on the first failure.
 
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -76,6 +76,8 @@ const rowCount = (page, table) => page.$$eval(`#${table} tbody tr[data-id]`, row
 
 async function main() {
   mkdirSync(SHOTS, { recursive: true });
+  // Screenshots of an earlier run would mix with this run's.
+  for (const f of readdirSync(SHOTS)) if (f.endsWith('.png')) rmSync(join(SHOTS, f));
   const profile = mkdtempSync(join(tmpdir(), 'ims-ui-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,

@@ -50,9 +50,10 @@ export function parseCsv(text) {
 }
 
 /** Imports `mac,hostname,ip,role` rows into cluster `cid`; resolves to one report per row. */
-async function importRows(cid, rows) {
+async function importRows(cid, rows, progress) {
   const report = [];
   for (const r of rows) {
+    progress(report.length, rows.length);
     const [mac = '', hostname = '', ip = '', role = ''] = r.cells;
     if (r.line === 1 && mac.toLowerCase() === 'mac') continue; // header
     const entry = { line: r.line, mac, hostname };
@@ -92,7 +93,11 @@ function importDialog(cid) {
       go.disabled = true;
       replace(out, h('p', { class: 'muted', text: 'Importing…' }));
       try {
-        const report = await importRows(cid, parseCsv(area.value));
+        const progressText = h('p', { class: 'muted', text: 'Importing…' });
+        replace(out, progressText);
+        const report = await importRows(cid, parseCsv(area.value), (done, total) => {
+          progressText.textContent = `Importing… ${done} of ${total} lines`;
+        });
         const ok = report.filter(r => r.ok).length;
         imported += ok;
         replace(out,
