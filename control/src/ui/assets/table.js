@@ -29,14 +29,23 @@ export function dataTable({ columns, rows = [], noun = 'rows', actions = null, i
     h('div', { class: 'table-wrap' }, table, more));
 
   columns.forEach((c, i) => {
-    const th = h('th', { text: c.label, class: c.nosort ? '' : 'sortable', dataset: { key: c.key } });
-    if (!c.nosort) th.addEventListener('click', () => {
+    const th = h('th', { text: c.label, class: c.nosort ? '' : 'sortable', dataset: { key: c.key },
+      tabindex: c.nosort ? null : 0, 'aria-sort': c.nosort ? null : 'none' });
+    const sortBy = () => {
       sortDir = sortCol === i ? -sortDir : 1;
       sortCol = i;
-      for (const t of head.children) t.classList.remove('sorted-asc', 'sorted-desc');
+      for (const t of head.children) {
+        t.classList.remove('sorted-asc', 'sorted-desc');
+        if (t.hasAttribute('aria-sort')) t.setAttribute('aria-sort', 'none');
+      }
       th.classList.add(sortDir > 0 ? 'sorted-asc' : 'sorted-desc');
+      th.setAttribute('aria-sort', sortDir > 0 ? 'ascending' : 'descending');
       render();
-    });
+    };
+    if (!c.nosort) {
+      th.addEventListener('click', sortBy);
+      th.addEventListener('keydown', e => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); sortBy(); } });
+    }
     head.append(th);
   });
   const actionsHead = h('th', { class: 'actions-head' });
