@@ -88,6 +88,15 @@ async function main() {
   });
   const problems = [];
   try {
+    // The UI must run under `Content-Security-Policy: default-src 'self'` (no inline scripts,
+    // styles or handlers). When the server sends no policy itself, the page gets this one;
+    // a violation is a console error, which fails the run below.
+    await context.route(url => url.origin === BASE && url.pathname === '/', async route => {
+      const response = await route.fetch();
+      const headers = response.headers();
+      headers['content-security-policy'] ??= "default-src 'self'";
+      await route.fulfill({ response, headers });
+    });
     const page = context.pages()[0] || await context.newPage();
     page.setDefaultTimeout(10_000);
     page.on('pageerror', e => problems.push(`page error: ${e.message}`));
