@@ -1,5 +1,6 @@
 //! `GET /api/workers/stream`, the workers dashboard's server-sent events: it needs a token,
-//! answers `text/event-stream`, sends the worker list at once, stays quiet while only heartbeat
+//! answers one JSON snapshot unless `text/event-stream` is accepted, then streams: the worker
+//! list at once, stays quiet while only heartbeat
 //! ages grow, and sends the list again within the poll interval when a worker changes or a new
 //! one registers. On SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
@@ -56,6 +57,7 @@ impl Events {
 async fn open(app: &TestApp, token: &str) -> Events {
     let request = Request::get("/api/workers/stream")
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::ACCEPT, "text/event-stream")
         .body(Body::empty())
         .unwrap();
     let response = api::app(app.state.clone()).oneshot(request).await.unwrap();
@@ -85,6 +87,13 @@ async fn stream_sends_changes_only(app: &TestApp) {
         json!({"worker_id": "edge-s1", "ip_address": "10.0.0.2"}),
     )
     .await;
+    // Without `Accept: text/event-stream`: one snapshot, and the response ends.
+    let once = app.get("/api/workers/stream").await;
+    assert_eq!(once.status, StatusCode::OK, "{}", once.body);
+    assert_eq!(once.content_type(), "application/json");
+    assert_eq!(once.body["count"], 1);
+    assert_eq!(once.body["workers"][0]["worker_id"], "edge-s1");
+
     // A viewer may watch.
     let mut events = open(app, &app.viewer_token).await;
     let (name, first) = events

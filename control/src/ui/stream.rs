@@ -5,6 +5,9 @@
 //! the page computes ages itself from `last_heartbeat` and `server_time`. A comment line every
 //! 15 s keeps proxies from closing an idle stream.
 //!
+//! Content negotiation: only a request that accepts `text/event-stream` gets the stream; any
+//! other (`Accept: application/json`, or none) gets one snapshot as JSON and the response ends.
+//!
 //! The stream needs a bearer token like every API route (browsers read it with `fetch()`,
 //! which can send the `Authorization` header, unlike `EventSource`). It ends when the token
 //! would have expired (after the access-token lifetime), so a revoked session does not keep
@@ -15,7 +18,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -27,7 +32,7 @@ use utoipa_axum::routes;
 use crate::api::page::PageRequest;
 use crate::auth::AuthUser;
 use crate::db::{StoreError, format_ts, now_ms};
-use crate::error::Problem;
+use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 use crate::store::workers::{self, Worker, WorkerFilter};
 
@@ -54,25 +59,42 @@ pub struct WorkersSnapshot {
 
 /// Live worker list (server-sent events).
 ///
-/// `text/event-stream` of events named `workers` whose data is a [`WorkersSnapshot`], sent at
-/// the start and whenever a worker's status, heartbeat, services or metrics change (checked
-/// every second); an event `error` carries a problem's `detail` when the store fails. The
-/// stream ends after the access-token lifetime: reconnect with a fresh token.
+/// With `Accept: text/event-stream`: events named `workers` whose data is a [`WorkersSnapshot`],
+/// sent at the start and whenever a worker's status, heartbeat, services or metrics change
+/// (checked every second); an event `error` carries a message when the store fails. The stream
+/// ends after the access-token lifetime: reconnect with a fresh token. Without it: one
+/// snapshot as JSON.
 #[utoipa::path(get, path = "/api/workers/stream", tag = "workers",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Server-sent events `workers` with a WorkersSnapshot \
-            as data", content_type = "text/event-stream", body = WorkersSnapshot),
+        (status = 200, description = "Server-sent events `workers`, each with a WorkersSnapshot \
+            as data (Accept: text/event-stream); otherwise one WorkersSnapshot",
+            content(
+                (WorkersSnapshot = "text/event-stream"),
+                (WorkersSnapshot = "application/json"),
+            )),
         (status = 401, description = "Not logged in", body = Problem),
     ))]
-async fn worker_stream(_: AuthUser, State(state): State<AppState>) -> Response {
+async fn worker_stream(
+    _: AuthUser,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let wants_stream = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"));
+    if !wants_stream {
+        return Ok(Json(snapshot(&state).await?).into_response());
+    }
     let (tx, rx) = mpsc::channel(4);
     let ticks = state.auth.settings.access_ttl.as_millis() / POLL.as_millis();
     let ticks = u64::try_from(ticks).unwrap_or(u64::MAX).max(1);
     tokio::spawn(feed(state, tx, ticks));
-    Sse::new(Events(rx))
+    Ok(Sse::new(Events(rx))
         .keep_alive(KeepAlive::default())
-        .into_response()
+        .into_response())
 }
 
 /// Sends snapshots on `tx` for `ticks` polls, or until the client goes away.
