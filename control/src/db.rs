@@ -201,6 +201,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "o2ims subscriptions",
         include_str!("../migrations/sqlite/0004_o2ims_subscriptions.sql"),
     ),
+    (
+        5,
+        "o2ims alarms",
+        include_str!("../migrations/sqlite/0005_o2ims_alarms.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -222,6 +227,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "o2ims subscriptions",
         include_str!("../migrations/postgres/0004_o2ims_subscriptions.sql"),
+    ),
+    (
+        5,
+        "o2ims alarms",
+        include_str!("../migrations/postgres/0005_o2ims_alarms.sql"),
     ),
 ];
 

@@ -18,6 +18,7 @@
 pub mod changes;
 pub mod delivery;
 pub mod inventory;
+pub mod monitoring;
 pub mod objects;
 pub mod query;
 pub mod subscriptions;
@@ -201,7 +202,8 @@ async fn all_versions(
     }))
 }
 
-/// Every O2ims route (the inventory under each spelling and major version).
+/// Every O2ims route: the inventory under each spelling and major version, and the
+/// monitoring API ([`monitoring`]).
 #[must_use]
 pub fn routes() -> OpenApiRouter<AppState> {
     let mut router = OpenApiRouter::new();
@@ -210,9 +212,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         for (major, _) in INVENTORY_VERSIONS {
             router = router.nest(
                 &format!("{name}/{major}"),
-                inventory::routes().merge(subscriptions::routes()),
+                inventory::routes()
+                    .merge(subscriptions::routes())
+                    .merge(monitoring::inventory_routes()),
             );
         }
     }
-    router
+    router.merge(monitoring::routes())
 }
