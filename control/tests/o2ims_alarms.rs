@@ -1,0 +1,892 @@
+//! O2ims monitoring: every endpoint under both spellings, alarm filters and selectors,
+//! acknowledging and clearing (and their errors), the service configuration and retention, the
+//! alarm dictionaries, each alarm condition raised and cleared by changing the data through the
+//! REST API (and a heartbeat's age in the store), and alarm subscriptions delivering NEW,
+//! ACKNOWLEDGE and CLEAR notifications to a real local HTTP callback server.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{Method, Request, StatusCode, header};
+use ims_control::db::{Db, now_ms};
+use ims_control::o2ims::delivery;
+use ims_control::o2ims::monitoring::{self, evaluator, notify};
+use serde_json::{Value, json};
+use support::{TestApp, assert_problem};
+
+const MON: &str = "/o2ims-infrastructureMonitoring/v1";
+const MON_PREFIXES: [&str; 2] = [
+    "/o2ims-infrastructureMonitoring/v1",
+    "/O2ims_infrastructureMonitoring/v1",
+];
+const INV_PREFIXES: [&str; 4] = [
+    "/o2ims-infrastructureInventory/v1",
+    "/o2ims-infrastructureInventory/v2",
+    "/O2ims_infrastructureInventory/v1",
+    "/O2ims_infrastructureInventory/v2",
+];
+
+/// A local callback server recording the bodies it receives.
+#[derive(Clone, Default)]
+struct Callback {
+    received: Arc<Mutex<Vec<Value>>>,
+}
+
+async fn accept(State(cb): State<Callback>, Json(body): Json<Value>) -> StatusCode {
+    cb.received.lock().expect("lock").push(body);
+    StatusCode::NO_CONTENT
+}
+
+impl Callback {
+    async fn start() -> (Self, String, tokio::task::JoinHandle<()>) {
+        let cb = Self::default();
+        let router = axum::Router::new()
+            .route("/notify", axum::routing::post(accept))
+            .with_state(cb.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/notify", listener.local_addr().expect("addr"));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        (cb, url, task)
+    }
+
+    fn take(&self) -> Vec<Value> {
+        std::mem::take(&mut *self.received.lock().expect("lock"))
+    }
+}
+
+async fn evaluate(app: &TestApp) -> evaluator::Pass {
+    evaluator::evaluate(&app.state.db, now_ms())
+        .await
+        .expect("evaluate")
+}
+
+async fn alarms(app: &TestApp, query: &str) -> Vec<Value> {
+    let r = app.get(&format!("{MON}/alarms{query}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.body.as_array().cloned().expect("array")
+}
+
+/// The alarms named `name` (extensions/alarmName).
+async fn named(app: &TestApp, name: &str) -> Vec<Value> {
+    alarms(app, &format!("?filter=(eq,extensions/alarmName,{name})")).await
+}
+
+async fn seed(app: &TestApp) {
+    let r = app
+        .post(
+            "/api/sites",
+            json!({"name": "edge-a", "description": "rack 4"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = app
+        .post("/api/cluster", json!({"name": "alpha", "site": "edge-a"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+}
+
+async fn create_machine(app: &TestApp, host: &str, mac: &str) -> i64 {
+    let r = app
+        .post(
+            "/api/machines",
+            json!({"cluster": "alpha", "hostname": host, "mac": mac, "cpu_cores": 8,
+                   "role": "worker"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    r.body["id"].as_i64().expect("id")
+}
+
+async fn set_machine_status(app: &TestApp, id: i64, status: &str) {
+    let r = app
+        .patch(&format!("/api/machines/{id}"), json!({"status": status}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+async fn ok(app: &TestApp, uri: &str, body: Value) -> Value {
+    let r = app.post(uri, body).await;
+    assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.body);
+    r.body
+}
+
+async fn register_worker(app: &TestApp, name: &str) {
+    ok(
+        app,
+        "/api/ims-worker/register",
+        json!({"worker_id": name, "ip_address": "10.77.0.2"}),
+    )
+    .await;
+    heartbeat(app, name, "running").await;
+}
+
+async fn heartbeat(app: &TestApp, name: &str, dhcp: &str) {
+    ok(
+        app,
+        "/api/ims-worker/heartbeat",
+        json!({"worker_id": name, "services": {"dhcp": {"status": dhcp}}}),
+    )
+    .await;
+}
+
+async fn age_heartbeat(db: &Db, name: &str, age_ms: i64) {
+    sqlx::query("UPDATE workers SET last_heartbeat = $1 WHERE worker_id = $2")
+        .bind(now_ms() - age_ms)
+        .bind(name)
+        .execute(db.pool())
+        .await
+        .expect("age heartbeat");
+}
+
+async fn cloud(app: &TestApp) -> ims_control::o2ims::CloudSettings {
+    ims_control::o2ims::cloud_settings(&app.state.db)
+        .await
+        .expect("cloud")
+}
+
+fn assert_open(a: &Value, severity: i64) {
+    assert_eq!(a["perceivedSeverity"], severity, "{a}");
+    assert_eq!(a["alarmClearedTime"], Value::Null, "{a}");
+    assert!(a["alarmRaisedTime"].is_string(), "{a}");
+}
+
+fn assert_cleared(a: &Value) {
+    assert_eq!(a["perceivedSeverity"], 5, "{a}");
+    assert!(a["alarmClearedTime"].is_string(), "{a}");
+}
+
+/// Spec and alias names carry the same values.
+fn assert_aliases(a: &Value) {
+    for (spec, alias) in [
+        ("objectTypeId", "resourceTypeID"),
+        ("objectId", "resourceID"),
+        ("alarmDefinitionId", "alarmDefinitionID"),
+        ("probableCauseId", "probableCauseID"),
+        ("alarmAcknowledgeTime", "alarmAcknowledgedTime"),
+    ] {
+        assert!(a.get(spec).is_some(), "{spec} missing: {a}");
+        assert_eq!(a[spec], a[alias], "{spec} vs {alias}: {a}");
+    }
+}
+
+async fn endpoints_and_dictionaries(app: &TestApp) {
+    for name in [
+        "/o2ims-infrastructureMonitoring",
+        "/O2ims_infrastructureMonitoring",
+    ] {
+        let r = app.get(&format!("{name}/api_versions")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["uriPrefix"], name);
+        assert_eq!(r.body["apiVersions"][0]["version"], "1.1.0");
+        let r = app.get(&format!("{name}/v1/api_versions")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["uriPrefix"], format!("{name}/v1"));
+    }
+    let cloud = cloud(app).await;
+    let server_type = cloud.named_id("resourceType", "bare-metal-server");
+    let edge_type = cloud.named_id("resourceType", "edge-worker");
+    let pool_type = cloud.named_id("resourceType", "ip-pool");
+    // The inventory lists the server type; its id is the machines' objectTypeId.
+    let types = app
+        .get("/o2ims-infrastructureInventory/v1/resourceTypes")
+        .await;
+    assert_eq!(types.body[0]["resourceTypeId"], server_type.to_string());
+    for prefix in MON_PREFIXES {
+        let r = app.get(&format!("{prefix}/alarmDictionaries")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let list = r.body.as_array().cloned().expect("array");
+        assert_eq!(list.len(), 3);
+        for d in &list {
+            let id = d["alarmDictionaryId"].as_str().expect("id");
+            let one = app.get(&format!("{prefix}/alarmDictionaries/{id}")).await;
+            assert_eq!(one.status, StatusCode::OK);
+            assert_eq!(&one.body, d);
+            assert_eq!(d["managementInterfaceId"], json!(["O2IMS"]));
+            assert_eq!(d["pkNotificationField"], json!(["alarmDefinitionId"]));
+        }
+        let r = app
+            .get(&format!("{prefix}/alarmDictionaries/{}", uuid::Uuid::nil()))
+            .await;
+        assert_problem(&r, StatusCode::NOT_FOUND);
+        let r = app
+            .anonymous(Method::GET, &format!("{prefix}/alarmDictionaries"), None)
+            .await;
+        assert_problem(&r, StatusCode::UNAUTHORIZED);
+    }
+    let expect = [
+        (server_type, vec!["machine-provisioning-failed"]),
+        (edge_type, vec!["edge-down", "edge-service-error"]),
+        (pool_type, vec!["ip-pool-usage-high"]),
+    ];
+    for prefix in INV_PREFIXES {
+        for (type_id, names) in &expect {
+            let r = app
+                .viewer(
+                    Method::GET,
+                    &format!("{prefix}/resourceTypes/{type_id}/alarmDictionary"),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{prefix}: {}", r.body);
+            assert_eq!(r.body["resourceTypeId"], type_id.to_string());
+            let got: Vec<&str> = r.body["alarmDefinition"]
+                .as_array()
+                .expect("definitions")
+                .iter()
+                .filter_map(|d| d["alarmName"].as_str())
+                .collect();
+            assert_eq!(&got, names);
+            for d in r.body["alarmDefinition"].as_array().expect("defs") {
+                assert!(d["alarmDefinitionId"].is_string());
+                assert_eq!(d["clearingType"], "AUTOMATIC");
+                assert!(d["extensions"]["raiseCondition"].is_string());
+            }
+        }
+        let r = app
+            .get(&format!(
+                "{prefix}/resourceTypes/{}/alarmDictionary",
+                uuid::Uuid::nil()
+            ))
+            .await;
+        assert_problem(&r, StatusCode::NOT_FOUND);
+    }
+    // Every monitoring endpoint answers under both spellings (empty store).
+    for prefix in MON_PREFIXES {
+        for path in ["alarms", "alarmSubscriptions", "alarmServiceConfiguration"] {
+            let r = app
+                .viewer(Method::GET, &format!("{prefix}/{path}"), None)
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{prefix}/{path}: {}", r.body);
+        }
+        let r = app
+            .get(&format!("{prefix}/alarms/{}", uuid::Uuid::nil()))
+            .await;
+        assert_problem(&r, StatusCode::NOT_FOUND);
+        let r = app.get(&format!("{prefix}/alarms/not-a-uuid")).await;
+        assert_problem(&r, StatusCode::NOT_FOUND);
+    }
+}
+dual_test!(endpoints_and_dictionaries);
+
+async fn service_configuration(app: &TestApp) {
+    let uri = format!("{MON}/alarmServiceConfiguration");
+    let r = app.get(&uri).await;
+    assert_eq!(r.body, json!({"retentionPeriod": 14, "extensions": {}}));
+    let r = app
+        .put(&uri, json!({"retentionPeriod": 3, "extensions": {"a": 1}}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.body,
+        json!({"retentionPeriod": 3, "extensions": {"a": 1}})
+    );
+    let r = app.patch(&uri, json!({"retentionPeriod": 2})).await;
+    assert_eq!(
+        r.body,
+        json!({"retentionPeriod": 2, "extensions": {"a": 1}})
+    );
+    let r = app
+        .get("/O2ims_infrastructureMonitoring/v1/alarmServiceConfiguration")
+        .await;
+    assert_eq!(
+        r.body,
+        json!({"retentionPeriod": 2, "extensions": {"a": 1}})
+    );
+    // PUT resets what it does not give.
+    let r = app.put(&uri, json!({"retentionPeriod": 1})).await;
+    assert_eq!(r.body, json!({"retentionPeriod": 1, "extensions": {}}));
+    // Errors, all at once.
+    let r = app
+        .put(&uri, json!({"retentionPeriod": 0, "extensions": 5, "x": 1}))
+        .await;
+    let mut fields: Vec<_> = assert_problem(&r, StatusCode::BAD_REQUEST)
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    fields.sort();
+    assert_eq!(fields, ["extensions", "retentionPeriod", "x"]);
+    let r = app.put(&uri, json!({})).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST);
+    let r = app.patch(&uri, json!({"retentionPeriod": "7"})).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST);
+    let r = app
+        .viewer(Method::PATCH, &uri, Some(json!({"retentionPeriod": 5})))
+        .await;
+    assert_problem(&r, StatusCode::FORBIDDEN);
+    assert_eq!(app.get(&uri).await.body["retentionPeriod"], 1);
+
+    // Retention: a cleared alarm older than a day is purged by the evaluator; open ones stay.
+    seed(app).await;
+    let m1 = create_machine(app, "r-1", "02:00:00:00:01:01").await;
+    let m2 = create_machine(app, "r-2", "02:00:00:00:01:02").await;
+    set_machine_status(app, m1, "ERROR").await;
+    set_machine_status(app, m2, "ERROR").await;
+    assert_eq!(evaluate(app).await.raised, 2);
+    set_machine_status(app, m1, "DEPLOYING").await;
+    assert_eq!(evaluate(app).await.cleared, 1);
+    assert_eq!(alarms(app, "").await.len(), 2);
+    sqlx::query("UPDATE o2ims_alarms SET cleared_at = $1 WHERE cleared_at IS NOT NULL")
+        .bind(now_ms() - 86_400_000 - 1000)
+        .execute(app.state.db.pool())
+        .await
+        .expect("age");
+    assert_eq!(evaluate(app).await.purged, 1);
+    let left = alarms(app, "").await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["extensions"]["objectName"], "r-2");
+}
+dual_test!(service_configuration);
+
+async fn edge_alarms(app: &TestApp) {
+    let db = &app.state.db;
+    register_worker(app, "edge-1").await;
+    // A worker that never sent a heartbeat raises nothing.
+    ok(
+        app,
+        "/api/ims-worker/register",
+        json!({"worker_id": "edge-new", "ip_address": "10.77.0.3"}),
+    )
+    .await;
+    assert_eq!(evaluate(app).await, evaluator::Pass::default());
+    assert!(alarms(app, "").await.is_empty());
+
+    // Missed heartbeats: three 10 s intervals.
+    age_heartbeat(db, "edge-1", 29_000).await;
+    assert_eq!(evaluate(app).await.raised, 0);
+    age_heartbeat(db, "edge-1", 31_000).await;
+    assert_eq!(evaluate(app).await.raised, 1);
+    let down = named(app, "edge-down").await;
+    assert_eq!(down.len(), 1);
+    assert_open(&down[0], 1);
+    assert_aliases(&down[0]);
+    let cloud = cloud(app).await;
+    assert_eq!(
+        down[0]["objectTypeId"],
+        cloud.named_id("resourceType", "edge-worker").to_string()
+    );
+    assert_eq!(down[0]["objectClass"], "ims.control.EdgeWorker");
+    assert_eq!(down[0]["extensions"]["objectName"], "edge-1");
+    let w = app.get("/api/workers/edge-1").await.body;
+    assert_eq!(
+        down[0]["objectId"],
+        cloud
+            .id("worker", w["id"].as_i64().expect("id"))
+            .to_string()
+    );
+    // Still down: no second alarm.
+    assert_eq!(evaluate(app).await.raised, 0);
+    // It comes back.
+    heartbeat(app, "edge-1", "running").await;
+    assert_eq!(evaluate(app).await.cleared, 1);
+    let down = named(app, "edge-down").await;
+    assert_eq!(down.len(), 1);
+    assert_cleared(&down[0]);
+
+    // A service error (legacy report_error), cleared by a clean heartbeat.
+    ok(
+        app,
+        "/api/ims-worker/report_error",
+        json!({"worker_id": "edge-1", "error": {"message": "TFTP bind failed"}}),
+    )
+    .await;
+    assert_eq!(evaluate(app).await.raised, 1);
+    let err = named(app, "edge-service-error").await;
+    assert_open(&err[0], 2);
+    assert_eq!(
+        err[0]["extensions"]["details"]["lastError"],
+        "TFTP bind failed"
+    );
+    // A failing service in a heartbeat keeps it open and changes its details.
+    heartbeat(app, "edge-1", "failed").await;
+    let pass = evaluate(app).await;
+    assert_eq!((pass.raised, pass.changed, pass.cleared), (0, 1, 0));
+    heartbeat(app, "edge-1", "running").await;
+    assert_eq!(evaluate(app).await.cleared, 1);
+    assert_cleared(&named(app, "edge-service-error").await[0]);
+    // Down again: a new alarm (the cleared one stays in the history).
+    age_heartbeat(db, "edge-1", 60_000).await;
+    assert_eq!(evaluate(app).await.raised, 1);
+    let down = named(app, "edge-down").await;
+    assert_eq!(down.len(), 2);
+    // Revoked workers are not alarmed: the open alarm clears.
+    sqlx::query("UPDATE workers SET revoked = 1 WHERE worker_id = 'edge-1'")
+        .execute(db.pool())
+        .await
+        .expect("revoke");
+    assert_eq!(evaluate(app).await.cleared, 1);
+}
+dual_test!(edge_alarms);
+
+async fn machine_alarms(app: &TestApp) {
+    seed(app).await;
+    let m = create_machine(app, "node-1", "02:00:00:00:00:01").await;
+    assert_eq!(evaluate(app).await.raised, 0);
+    set_machine_status(app, m, "ERROR").await;
+    assert_eq!(evaluate(app).await.raised, 1);
+    let a = named(app, "machine-provisioning-failed").await;
+    assert_open(&a[0], 1);
+    assert_aliases(&a[0]);
+    let cloud = cloud(app).await;
+    assert_eq!(a[0]["objectId"], cloud.id("machine", m).to_string());
+    assert_eq!(
+        a[0]["objectTypeId"],
+        cloud
+            .named_id("resourceType", "bare-metal-server")
+            .to_string()
+    );
+    // The objectId is the inventory's resourceId.
+    let pools = app
+        .get("/o2ims-infrastructureInventory/v1/resourcePools")
+        .await;
+    let pool = pools.body[0]["resourcePoolId"].as_str().expect("pool");
+    let res = app
+        .get(&format!(
+            "/o2ims-infrastructureInventory/v1/resourcePools/{pool}/resources"
+        ))
+        .await;
+    assert_eq!(res.body[0]["resourceId"], a[0]["objectId"]);
+    set_machine_status(app, m, "DEPLOYING").await;
+    assert_eq!(evaluate(app).await.cleared, 1);
+    assert_cleared(&named(app, "machine-provisioning-failed").await[0]);
+    // Failing again, then deleted: cleared.
+    set_machine_status(app, m, "ERROR").await;
+    assert_eq!(evaluate(app).await.raised, 1);
+    let r = app.delete(&format!("/api/machines/{m}")).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(evaluate(app).await.cleared, 1);
+    let all = named(app, "machine-provisioning-failed").await;
+    assert_eq!(all.len(), 2);
+    all.iter().for_each(assert_cleared);
+}
+dual_test!(machine_alarms);
+
+fn lease(ip: &str, mac: &str, state: &str) -> Value {
+    json!({
+        "ip_address": ip, "mac_address": mac, "hostname": "n",
+        "lease_start": "2026-01-01T00:00:00Z", "lease_end": "2099-01-01T00:00:00Z",
+        "cidr": "10.9.0.0/29", "gateway": "10.9.0.1", "binding_state": state,
+    })
+}
+
+async fn pool_alarm(app: &TestApp) {
+    let r = app
+        .post(
+            "/api/ippools",
+            json!({"cidr": "10.9.0.0/29", "gateway": "10.9.0.1"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["size"], 5);
+    let pool_id = r.body["id"].as_i64().expect("id");
+    register_worker(app, "edge-p").await;
+    for i in 2..=5 {
+        let body = json!({"worker_id": "edge-p",
+            "lease": lease(&format!("10.9.0.{i}"), &format!("02:00:00:00:09:0{i}"), "active")});
+        ok(app, "/api/ims-worker/report_lease", body).await;
+    }
+    // 4 of 5 (80 %): nothing.
+    assert_eq!(evaluate(app).await.raised, 0);
+    let body = json!({"worker_id": "edge-p",
+        "lease": lease("10.9.0.6", "02:00:00:00:09:06", "active")});
+    ok(app, "/api/ims-worker/report_lease", body).await;
+    // 5 of 5: raised.
+    assert_eq!(evaluate(app).await.raised, 1);
+    let a = named(app, "ip-pool-usage-high").await;
+    assert_open(&a[0], 3);
+    assert_eq!(a[0]["extensions"]["objectName"], "10.9.0.0/29");
+    assert_eq!(a[0]["extensions"]["details"]["used"], 5);
+    assert_eq!(a[0]["objectClass"], "ims.control.IpPool");
+    let cloud = cloud(app).await;
+    assert_eq!(a[0]["objectId"], cloud.id("ipPool", pool_id).to_string());
+    // One released: 4 of 5 = 80 % < 85 %: cleared.
+    let body = json!({"worker_id": "edge-p",
+        "lease": lease("10.9.0.6", "02:00:00:00:09:06", "released")});
+    ok(app, "/api/ims-worker/report_lease", body).await;
+    assert_eq!(evaluate(app).await.cleared, 1);
+    assert_cleared(&named(app, "ip-pool-usage-high").await[0]);
+}
+dual_test!(pool_alarm);
+
+async fn send_patch(app: &TestApp, uri: &str, body: &Value, token: &str) -> support::Resp {
+    let request = Request::builder()
+        .method(Method::PATCH)
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/merge-patch+json")
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    app.send(request).await
+}
+
+async fn list_filters_and_modifications(app: &TestApp) {
+    seed(app).await;
+    let m1 = create_machine(app, "f-1", "02:00:00:00:02:01").await;
+    register_worker(app, "edge-f").await;
+    set_machine_status(app, m1, "ERROR").await;
+    ok(
+        app,
+        "/api/ims-worker/report_error",
+        json!({"worker_id": "edge-f", "error": {"message": "boom"}}),
+    )
+    .await;
+    assert_eq!(evaluate(app).await.raised, 2);
+    for prefix in MON_PREFIXES {
+        let all = app.get(&format!("{prefix}/alarms")).await;
+        assert_eq!(all.body.as_array().map(Vec::len), Some(2));
+        let major = app
+            .get(&format!("{prefix}/alarms?filter=(eq,perceivedSeverity,1)"))
+            .await;
+        let major = major.body.as_array().cloned().expect("array");
+        assert_eq!(major.len(), 1);
+        assert_eq!(major[0]["extensions"]["objectName"], "f-1");
+        let by_alias = app
+            .get(&format!(
+                "{prefix}/alarms?filter=(eq,resourceID,{})",
+                major[0]["objectId"].as_str().expect("id")
+            ))
+            .await;
+        assert_eq!(by_alias.body.as_array().map(Vec::len), Some(1));
+        let fields = app
+            .get(&format!("{prefix}/alarms?fields=perceivedSeverity,extensions/alarmName&filter=(gt,perceivedSeverity,1)"))
+            .await;
+        let id = fields.body[0]["alarmEventRecordId"].clone();
+        assert_eq!(
+            fields.body,
+            json!([{"alarmEventRecordId": id, "perceivedSeverity": 2,
+                    "extensions": {"alarmName": "edge-service-error"}}])
+        );
+        let excluded = app
+            .get(&format!("{prefix}/alarms?exclude_fields=extensions"))
+            .await;
+        assert!(excluded.body[0].get("extensions").is_none());
+        assert!(excluded.body[0].get("objectClass").is_some());
+        let r = app
+            .get(&format!("{prefix}/alarms?filter=(eq,bogus,1)"))
+            .await;
+        let fields = assert_problem(&r, StatusCode::BAD_REQUEST);
+        assert_eq!(fields[0].0, "filter");
+        let r = app
+            .get(&format!("{prefix}/alarms?fields=a&exclude_fields=b"))
+            .await;
+        assert_problem(&r, StatusCode::BAD_REQUEST);
+    }
+    let machine_alarm = named(app, "machine-provisioning-failed").await[0].clone();
+    let id = machine_alarm["alarmEventRecordId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(machine_alarm["alarmAcknowledged"], false);
+    for prefix in MON_PREFIXES {
+        let one = app.get(&format!("{prefix}/alarms/{id}")).await;
+        assert_eq!(one.body, machine_alarm);
+    }
+    let uri = format!("{MON}/alarms/{id}");
+    // Errors.
+    for (body, field) in [
+        (json!({}), "alarmAcknowledged"),
+        (
+            json!({"alarmAcknowledged": true, "perceivedSeverity": 5}),
+            "alarmAcknowledged",
+        ),
+        (json!({"alarmAcknowledged": false}), "alarmAcknowledged"),
+        (json!({"perceivedSeverity": 2}), "perceivedSeverity"),
+        (json!({"perceivedSeverity": 5, "note": "x"}), "note"),
+    ] {
+        let r = send_patch(app, &uri, &body, &app.admin_token).await;
+        let fields = assert_problem(&r, StatusCode::BAD_REQUEST);
+        assert!(fields.iter().any(|(f, _)| f == field), "{body}: {fields:?}");
+    }
+    let r = send_patch(app, &uri, &json!([1]), &app.admin_token).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST);
+    let r = send_patch(
+        app,
+        &format!("{MON}/alarms/{}", uuid::Uuid::nil()),
+        &json!({"alarmAcknowledged": true}),
+        &app.admin_token,
+    )
+    .await;
+    assert_problem(&r, StatusCode::NOT_FOUND);
+    let r = send_patch(
+        app,
+        &uri,
+        &json!({"alarmAcknowledged": true}),
+        &app.viewer_token,
+    )
+    .await;
+    assert_problem(&r, StatusCode::FORBIDDEN);
+    // Acknowledge (merge-patch), under the spec spelling.
+    let r = send_patch(
+        app,
+        &format!("/O2ims_infrastructureMonitoring/v1/alarms/{id}"),
+        &json!({"alarmAcknowledged": true}),
+        &app.admin_token,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body, json!({"alarmAcknowledged": true}));
+    let a = app.get(&uri).await.body;
+    assert_eq!(a["alarmAcknowledged"], true);
+    assert!(a["alarmAcknowledgeTime"].is_string());
+    assert_aliases(&a);
+    assert_open(&a, 1);
+    // Clear (plain JSON).
+    let r = app.patch(&uri, json!({"perceivedSeverity": 5})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body, json!({"perceivedSeverity": 5}));
+    assert_cleared(&app.get(&uri).await.body);
+    let r = app.patch(&uri, json!({"perceivedSeverity": 5})).await;
+    assert_problem(&r, StatusCode::CONFLICT);
+    // The condition still holds, but the operator's clear stands ...
+    assert_eq!(evaluate(app).await.raised, 0);
+    assert_eq!(named(app, "machine-provisioning-failed").await.len(), 1);
+    // ... until it ends and comes back.
+    set_machine_status(app, m1, "DEPLOYING").await;
+    evaluate(app).await;
+    set_machine_status(app, m1, "ERROR").await;
+    assert_eq!(evaluate(app).await.raised, 1);
+    let both = named(app, "machine-provisioning-failed").await;
+    assert_eq!(both.len(), 2);
+    assert_open(&both[1], 1);
+}
+dual_test!(list_filters_and_modifications);
+
+async fn subscribe(app: &TestApp, body: Value) -> String {
+    let r = app.post(&format!("{MON}/alarmSubscriptions"), body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    r.body["alarmSubscriptionId"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+async fn subscription_crud(app: &TestApp) {
+    let body = json!({"callback": "https://smo.example/alarms", "consumerSubscriptionId": "c-1",
+        "eventFilter": ["new", "CLEAR"], "filter": "(eq,perceivedSeverity,1)",
+        "alarmSubscriptionId": "ignored"});
+    let r = app.post(&format!("{MON}/alarmSubscriptions"), body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let created = r.body.clone();
+    let id = created["alarmSubscriptionId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_ne!(id, "ignored");
+    assert_eq!(created["eventFilter"], json!(["NEW", "CLEAR"]));
+    assert_eq!(created["consumerSubscriptionId"], "c-1");
+    for prefix in MON_PREFIXES {
+        let one = app.get(&format!("{prefix}/alarmSubscriptions/{id}")).await;
+        assert_eq!(one.body, created);
+        let list = app
+            .viewer(Method::GET, &format!("{prefix}/alarmSubscriptions"), None)
+            .await;
+        assert_eq!(list.body, json!([created]));
+    }
+    // RH-style enum filter, no event filter.
+    let r = app
+        .post(
+            &format!("{MON}/alarmSubscriptions"),
+            json!({"callback": "http://127.0.0.1:9/x", "filter": "ACKNOWLEDGE"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["eventFilter"], Value::Null);
+    // Every bad field at once.
+    let r = app
+        .post(
+            &format!("{MON}/alarmSubscriptions"),
+            json!({"filter": "(eq,nope,1)", "eventFilter": ["NEW", "LATER"],
+                   "consumerSubscriptionId": 3}),
+        )
+        .await;
+    let mut fields: Vec<_> = assert_problem(&r, StatusCode::BAD_REQUEST)
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "callback",
+            "consumerSubscriptionId",
+            "eventFilter",
+            "filter"
+        ]
+    );
+    for bad in ["ftp://smo.example/", "/relative", "not a url", "http:///x"] {
+        let r = app
+            .post(
+                &format!("{MON}/alarmSubscriptions"),
+                json!({"callback": bad}),
+            )
+            .await;
+        assert_eq!(
+            assert_problem(&r, StatusCode::BAD_REQUEST)[0].0,
+            "callback",
+            "{bad}"
+        );
+    }
+    let r = app
+        .post(
+            &format!("{MON}/alarmSubscriptions"),
+            json!({"callback": "http://x/", "unknown": 1}),
+        )
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST);
+    let r = app
+        .viewer(
+            Method::POST,
+            &format!("{MON}/alarmSubscriptions"),
+            Some(json!({"callback": "http://x/"})),
+        )
+        .await;
+    assert_problem(&r, StatusCode::FORBIDDEN);
+    let r = app
+        .viewer(
+            Method::DELETE,
+            &format!("{MON}/alarmSubscriptions/{id}"),
+            None,
+        )
+        .await;
+    assert_problem(&r, StatusCode::FORBIDDEN);
+    let r = app
+        .anonymous(Method::GET, &format!("{MON}/alarmSubscriptions"), None)
+        .await;
+    assert_problem(&r, StatusCode::UNAUTHORIZED);
+    let r = app
+        .delete(&format!(
+            "/O2ims_infrastructureMonitoring/v1/alarmSubscriptions/{id}"
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = app.delete(&format!("{MON}/alarmSubscriptions/{id}")).await;
+    assert_problem(&r, StatusCode::NOT_FOUND);
+    let r = app.get(&format!("{MON}/alarmSubscriptions/{id}")).await;
+    assert_problem(&r, StatusCode::NOT_FOUND);
+}
+dual_test!(subscription_crud);
+
+async fn queued(db: &Db) -> i64 {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM o2ims_alarm_notifications")
+        .fetch_one(db.pool())
+        .await
+        .expect("count");
+    n
+}
+
+async fn notifications(app: &TestApp) {
+    let db = &app.state.db;
+    seed(app).await;
+    let m = create_machine(app, "n-1", "02:00:00:00:03:01").await;
+    let (cb, url, server) = Callback::start().await;
+    let (cb2, url2, server2) = Callback::start().await;
+    let all = subscribe(
+        app,
+        json!({"callback": url, "consumerSubscriptionId": "focom-1"}),
+    )
+    .await;
+    subscribe(app, json!({"callback": url2, "eventFilter": ["CLEAR"]})).await;
+    // A dead callback: its queue does not hold up the others.
+    let dead = subscribe(app, json!({"callback": "http://127.0.0.1:9/dead"})).await;
+    let client = delivery::client();
+
+    set_machine_status(app, m, "ERROR").await;
+    let pass = evaluate(app).await;
+    assert_eq!((pass.raised, pass.queued), (1, 2));
+    let round = notify::deliver_due(db, &client, now_ms())
+        .await
+        .expect("deliver");
+    assert_eq!((round.delivered, round.failed), (1, 1));
+    let got = cb.take();
+    assert_eq!(got.len(), 1);
+    let n = &got[0];
+    assert_eq!(n["notificationEventType"], 0);
+    assert_eq!(n["consumerSubscriptionId"], "focom-1");
+    assert_eq!(n["alarmSubscriptionId"], all);
+    assert_eq!(n["globalCloudId"], n["globalCloudID"]);
+    assert!(n["globalCloudId"].is_string());
+    assert_aliases(n);
+    assert_open(n, 1);
+    let id = n["alarmEventRecordId"].as_str().expect("id").to_owned();
+    assert_eq!(
+        n["objectRef"],
+        format!("/o2ims-infrastructureMonitoring/v1/alarms/{id}")
+    );
+    assert_eq!(n["objectId"], cloud(app).await.id("machine", m).to_string());
+    assert!(cb2.take().is_empty());
+
+    // Acknowledge: ACKNOWLEDGE to the first only.
+    let r = app
+        .patch(
+            &format!("{MON}/alarms/{id}"),
+            json!({"alarmAcknowledged": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    notify::deliver_due(db, &client, now_ms())
+        .await
+        .expect("deliver");
+    let got = cb.take();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["notificationEventType"], 3);
+    assert_eq!(got[0]["alarmAcknowledged"], true);
+    assert!(got[0]["alarmAcknowledgeTime"].is_string());
+    assert_aliases(&got[0]);
+
+    // The condition ends: CLEAR to both.
+    set_machine_status(app, m, "ACTIVE").await;
+    assert_eq!(evaluate(app).await.cleared, 1);
+    notify::deliver_due(db, &client, now_ms())
+        .await
+        .expect("deliver");
+    let got = cb.take();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["notificationEventType"], 2);
+    assert_cleared(&got[0]);
+    let got2 = cb2.take();
+    assert_eq!(got2.len(), 1);
+    assert_eq!(got2[0]["notificationEventType"], 2);
+    assert_eq!(got2[0]["alarmEventRecordId"], id);
+    // Only the dead subscription's queue is left (NEW, ACKNOWLEDGE, CLEAR), retried later.
+    assert_eq!(queued(db).await, 3);
+    let r = app
+        .delete(&format!("{MON}/alarmSubscriptions/{dead}"))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(queued(db).await, 0);
+    server.abort();
+    server2.abort();
+}
+dual_test!(notifications);
+
+/// The background tasks (as `serve` starts them) raise an alarm and deliver its notification.
+async fn background_tasks(app: &TestApp) {
+    seed(app).await;
+    let m = create_machine(app, "bg-1", "02:00:00:00:04:01").await;
+    let (cb, url, server) = Callback::start().await;
+    subscribe(app, json!({"callback": url, "eventFilter": ["NEW"]})).await;
+    let tasks = monitoring::spawn(&app.state.db);
+    set_machine_status(app, m, "ERROR").await;
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        got.extend(cb.take());
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(tasks);
+    assert_eq!(got.len(), 1, "not raised and delivered within 10 s");
+    assert_eq!(got[0]["notificationEventType"], 0);
+    assert_eq!(got[0]["extensions"]["objectName"], "bg-1");
+    server.abort();
+}
+dual_test!(background_tasks);
