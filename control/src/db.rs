@@ -206,6 +206,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "o2ims alarms",
         include_str!("../migrations/sqlite/0005_o2ims_alarms.sql"),
     ),
+    (
+        6,
+        "oauth clients",
+        include_str!("../migrations/sqlite/0006_oauth_clients.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -232,6 +237,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "o2ims alarms",
         include_str!("../migrations/postgres/0005_o2ims_alarms.sql"),
+    ),
+    (
+        6,
+        "oauth clients",
+        include_str!("../migrations/postgres/0006_oauth_clients.sql"),
     ),
 ];
 

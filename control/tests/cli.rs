@@ -409,3 +409,142 @@ fn failed_logins_from_one_address_are_throttled() {
         .unwrap_or_else(|| panic!("no Retry-After in {}", a.body));
     assert!((1..=300).contains(&retry), "{retry}");
 }
+
+fn client(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = ims_control();
+    cmd.arg("client").args(args).arg("--data-dir").arg(dir);
+    cmd
+}
+
+/// `client_id: X` and `client_secret: Y` from `client add`/`client secret` output.
+fn printed_credentials(stdout: &str) -> (String, String) {
+    let field = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+            .trim()
+            .to_owned()
+    };
+    (field("client_id: "), field("client_secret: "))
+}
+
+fn client_token(base: &str, id: &str, secret: &str) -> process::Answer {
+    curl(
+        "POST",
+        &format!("{base}/oauth/token"),
+        None,
+        None,
+        &[
+            "-u",
+            &format!("{id}:{secret}"),
+            "-d",
+            "grant_type=client_credentials",
+        ],
+    )
+}
+
+#[test]
+fn client_subcommands() {
+    let dir = TempDir::new("ims-cli-clients");
+    let d = dir.path();
+
+    let out = run(
+        client(
+            d,
+            &[
+                "add",
+                "FOCOM",
+                "--scope",
+                "o2ims:read",
+                "--scope",
+                "o2ims:subscribe",
+                "--description",
+                "the SMO",
+            ],
+        ),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let (id, secret) = printed_credentials(&stdout);
+    assert_eq!(id, "focom");
+    assert_eq!(secret.len(), 64, "32 random bytes as hex: {stdout}");
+    assert!(stdout.contains("o2ims:read o2ims:subscribe") && stdout.contains("shown once"));
+
+    let out = run(client(d, &["add", "reader"]), None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (_, reader_secret) = printed_credentials(&text(&out.stdout));
+    assert_ne!(reader_secret, secret);
+
+    let out = run(client(d, &["add", "focom"]), None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("client secret focom"));
+    let out = run(client(d, &["add", "x", "--scope", "admin"]), None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("o2ims:read"));
+    let out = run(client(d, &["add", "bad name"]), None);
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = run(client(d, &["list"]), None);
+    assert!(out.status.success());
+    let listing = text(&out.stdout);
+    let rows: Vec<Vec<&str>> = listing
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{listing}");
+    assert_eq!(rows[0][..3], ["CLIENT_ID", "SCOPES", "CREATED"]);
+    assert_eq!(rows[1][..3], ["focom", "o2ims:read", "o2ims:subscribe"]);
+    assert!(listing.contains("the SMO"));
+    assert_eq!(rows[2][..2], ["reader", "o2ims:read"]);
+    assert!(!listing.contains(&secret), "secrets are never listed");
+
+    // The server accepts the secret; a rotated secret replaces it.
+    let mut s = Server::start(serve(d));
+    let ok = client_token(&s.url, &id, &secret);
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.json()["scope"], "o2ims:read o2ims:subscribe");
+    let token = ok.json()["access_token"].as_str().unwrap().to_owned();
+    let inventory = curl(
+        "GET",
+        &format!("{}/o2ims-infrastructureInventory/v1/resourcePools", s.url),
+        Some(&token),
+        None,
+        &[],
+    );
+    assert_eq!(inventory.status, 200, "{}", inventory.body);
+
+    let out = run(client(d, &["secret", "focom"]), None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (_, rotated) = printed_credentials(&text(&out.stdout));
+    assert_ne!(rotated, secret);
+    assert_eq!(client_token(&s.url, &id, &secret).status, 401);
+    assert_eq!(client_token(&s.url, &id, &rotated).status, 200);
+    let out = run(client(d, &["secret", "nobody"]), None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("client list"));
+
+    // Deleting the client ends its tokens at once.
+    let out = run(client(d, &["del", "focom"]), None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "deleted client focom");
+    let gone = curl(
+        "GET",
+        &format!("{}/o2ims-infrastructureInventory/v1/resourcePools", s.url),
+        Some(&token),
+        None,
+        &[],
+    );
+    assert_eq!(gone.status, 401, "{}", gone.body);
+    assert!(gone.body.contains("no longer exists"), "{}", gone.body);
+    let out = run(client(d, &["del", "focom"]), None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !s.stderr()
+            .iter()
+            .any(|l| l.contains(&secret) || l.contains(&rotated)),
+        "secrets are never logged"
+    );
+    assert!(s.terminate().success());
+}

@@ -19,7 +19,7 @@ use super::objects::{
 };
 use super::query::{self, QueryError, SelectorParams};
 use super::{ApiVersion, ApiVersionInformation, CloudSettings, INVENTORY_VERSIONS, cloud_settings};
-use crate::auth::AuthUser;
+use crate::auth::scope::ScopeRead;
 use crate::error::{ApiError, ApiPath, ApiQuery, FieldError};
 use crate::state::AppState;
 use crate::store::sites::Site;
@@ -177,7 +177,7 @@ async fn site_by(
         (status = 200, description = "The O-Cloud", body = CloudInfo),
         (status = 401, description = "No or invalid token", body = crate::error::Problem)))]
 async fn get_cloud(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<CloudInfo>, ApiError> {
@@ -197,7 +197,7 @@ async fn get_cloud(
     responses(
         (status = 200, description = "The versions of this major version", body = ApiVersionInformation),
         (status = 401, description = "No or invalid token", body = crate::error::Problem)))]
-async fn versions(_user: AuthUser, path: MatchedPath) -> Json<ApiVersionInformation> {
+async fn versions(_caller: ScopeRead, path: MatchedPath) -> Json<ApiVersionInformation> {
     let prefix = path.as_str().trim_end_matches("/api_versions").to_owned();
     let major = prefix.rsplit('/').next().unwrap_or_default();
     let api_versions = INVENTORY_VERSIONS
@@ -222,7 +222,7 @@ async fn versions(_user: AuthUser, path: MatchedPath) -> Json<ApiVersionInformat
         (status = 400, description = "Malformed filter or selector", body = crate::error::Problem),
         (status = 401, description = "No or invalid token", body = crate::error::Problem)))]
 async fn list_types(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
@@ -239,7 +239,7 @@ async fn list_types(
         (status = 401, description = "No or invalid token", body = crate::error::Problem),
         (status = 404, description = "No such resource type", body = crate::error::Problem)))]
 async fn get_type(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ResourceTypeInfo>, ApiError> {
@@ -260,7 +260,7 @@ async fn get_type(
         (status = 400, description = "Malformed filter or selector", body = crate::error::Problem),
         (status = 401, description = "No or invalid token", body = crate::error::Problem)))]
 async fn list_pools(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
@@ -278,7 +278,7 @@ async fn list_pools(
         (status = 401, description = "No or invalid token", body = crate::error::Problem),
         (status = 404, description = "No such pool", body = crate::error::Problem)))]
 async fn get_pool(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ResourcePoolInfo>, ApiError> {
@@ -297,7 +297,7 @@ async fn get_pool(
         (status = 401, description = "No or invalid token", body = crate::error::Problem),
         (status = 404, description = "No such pool", body = crate::error::Problem)))]
 async fn list_resources(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -322,7 +322,7 @@ async fn list_resources(
         (status = 401, description = "No or invalid token", body = crate::error::Problem),
         (status = 404, description = "No such pool or resource", body = crate::error::Problem)))]
 async fn get_resource(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiPath((pool, id)): ApiPath<(String, String)>,
 ) -> Result<Json<ResourceInfo>, ApiError> {
@@ -363,7 +363,7 @@ async fn deployment_managers(
         (status = 400, description = "Malformed filter or selector", body = crate::error::Problem),
         (status = 401, description = "No or invalid token", body = crate::error::Problem)))]
 async fn list_dms(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
@@ -381,7 +381,7 @@ async fn list_dms(
         (status = 401, description = "No or invalid token", body = crate::error::Problem),
         (status = 404, description = "No such deployment manager", body = crate::error::Problem)))]
 async fn get_dm(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<DeploymentManagerInfo>, ApiError> {
@@ -404,7 +404,7 @@ async fn get_dm(
         (status = 400, description = "Malformed filter or selector", body = crate::error::Problem),
         (status = 401, description = "No or invalid token", body = crate::error::Problem)))]
 async fn list_locations(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
@@ -426,7 +426,7 @@ async fn list_locations(
         (status = 401, description = "No or invalid token", body = crate::error::Problem),
         (status = 404, description = "No such location", body = crate::error::Problem)))]
 async fn get_location(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<LocationInfo>, ApiError> {
@@ -443,7 +443,7 @@ async fn get_location(
         (status = 400, description = "Malformed filter or selector", body = crate::error::Problem),
         (status = 401, description = "No or invalid token", body = crate::error::Problem)))]
 async fn list_sites(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
@@ -461,7 +461,7 @@ async fn list_sites(
         (status = 401, description = "No or invalid token", body = crate::error::Problem),
         (status = 404, description = "No such site", body = crate::error::Problem)))]
 async fn get_site(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<OCloudSiteInfo>, ApiError> {

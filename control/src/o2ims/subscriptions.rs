@@ -8,8 +8,8 @@
 //! reported: it is evaluated against the changed object (its state after the change, or before
 //! a delete) with two added attributes, `objectType` (`resource`, `resourcePool` or
 //! `deploymentManager`) and `notificationEventType` (0 create, 1 modify, 2 delete). Without a
-//! filter every event is reported. Creating and deleting needs an admin token; reading, any
-//! token. Deleting a subscription drops its undelivered notifications.
+//! filter every event is reported. Creating and deleting needs the `o2ims:subscribe` scope
+//! ([`ScopeSubscribe`]: an OAuth2 client granted it, or an admin); reading, `o2ims:read`. Deleting a subscription drops its undelivered notifications.
 
 use axum::Json;
 use axum::extract::State;
@@ -22,7 +22,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::query::{self, Filter};
-use crate::auth::{AdminUser, AuthUser};
+use crate::auth::scope::{ScopeRead, ScopeSubscribe};
 use crate::db::{Db, StoreError, now_ms};
 use crate::error::{ApiError, ApiJson, ApiPath, FieldError};
 use crate::state::AppState;
@@ -227,9 +227,9 @@ fn not_found(id: &str) -> ApiError {
         (status = 201, description = "The stored subscription", body = Subscription),
         (status = 400, description = "Invalid callback or filter", body = crate::error::Problem),
         (status = 401, description = "No or invalid token", body = crate::error::Problem),
-        (status = 403, description = "Not an admin", body = crate::error::Problem)))]
+        (status = 403, description = "The caller lacks the o2ims:subscribe scope", body = crate::error::Problem)))]
 async fn create_subscription(
-    _admin: AdminUser,
+    _caller: ScopeSubscribe,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewSubscription>,
 ) -> Result<(StatusCode, Json<Subscription>), ApiError> {
@@ -278,7 +278,7 @@ async fn create_subscription(
         (status = 200, description = "Every subscription", body = Vec<Subscription>),
         (status = 401, description = "No or invalid token", body = crate::error::Problem)))]
 async fn list_subscriptions(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<Subscription>>, ApiError> {
     Ok(Json(list(&state.db).await?))
@@ -293,7 +293,7 @@ async fn list_subscriptions(
         (status = 401, description = "No or invalid token", body = crate::error::Problem),
         (status = 404, description = "No such subscription", body = crate::error::Problem)))]
 async fn get_subscription(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Subscription>, ApiError> {
@@ -311,10 +311,10 @@ async fn get_subscription(
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, description = "No or invalid token", body = crate::error::Problem),
-        (status = 403, description = "Not an admin", body = crate::error::Problem),
+        (status = 403, description = "The caller lacks the o2ims:subscribe scope", body = crate::error::Problem),
         (status = 404, description = "No such subscription", body = crate::error::Problem)))]
 async fn delete_subscription(
-    _admin: AdminUser,
+    _caller: ScopeSubscribe,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
