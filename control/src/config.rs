@@ -16,6 +16,12 @@
 //! | `quic_listen` | `--quic-listen` | `IMS_QUIC_LISTEN` | `0.0.0.0:7443` |
 //! | `quic_names` | `--quic-name` (repeatable) | `IMS_QUIC_NAMES` (comma separated) | none |
 //! | `heartbeat_interval` | `--heartbeat-interval` | `IMS_HEARTBEAT_INTERVAL` | `10s` |
+//! | `smo_url` | `--smo-url` | `IMS_SMO_URL` | no O-Cloud registration |
+//! | `smo_token_file` | `--smo-token-file` | `IMS_SMO_TOKEN_FILE` | no bearer token for the SMO |
+//! | `smo_ca` | `--smo-ca` | `IMS_SMO_CA` | the system roots only |
+//! | `global_cloud_id` | `--global-cloud-id` | `IMS_GLOBAL_CLOUD_ID` | the stored one |
+//! | `ims_endpoint` | `--ims-endpoint` | `IMS_ENDPOINT` | stored `serviceUri`, else the listen URL |
+//! | `callback_ca` | `--callback-ca` | `IMS_CALLBACK_CA` | the system roots only |
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -59,6 +65,18 @@ pub struct RawConfig {
     pub quic_names: Option<Vec<String>>,
     /// How often edges send heartbeats (`10s`, …).
     pub heartbeat_interval: Option<String>,
+    /// The SMO's O-Cloud registration URL (`http(s)://…`).
+    pub smo_url: Option<String>,
+    /// A file holding a bearer token for the SMO.
+    pub smo_token_file: Option<PathBuf>,
+    /// PEM CA certificates trusted for an `https://` SMO (besides the system roots).
+    pub smo_ca: Option<PathBuf>,
+    /// The SMO-assigned global cloud id (UUID).
+    pub global_cloud_id: Option<String>,
+    /// The public API root sent to the SMO as `IMS_EP`.
+    pub ims_endpoint: Option<String>,
+    /// PEM CA certificates trusted for `https://` O2ims callbacks (besides the system roots).
+    pub callback_ca: Option<PathBuf>,
 }
 
 impl fmt::Debug for RawConfig {
@@ -75,6 +93,12 @@ impl fmt::Debug for RawConfig {
             .field("quic_listen", &self.quic_listen)
             .field("quic_names", &self.quic_names)
             .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("smo_url", &self.smo_url)
+            .field("smo_token_file", &self.smo_token_file)
+            .field("smo_ca", &self.smo_ca)
+            .field("global_cloud_id", &self.global_cloud_id)
+            .field("ims_endpoint", &self.ims_endpoint)
+            .field("callback_ca", &self.callback_ca)
             .finish()
     }
 }
@@ -169,6 +193,26 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     /// The edge uplink's QUIC endpoint.
     pub uplink: UplinkSettings,
+    /// O-Cloud registration and outgoing O2ims TLS.
+    pub o2ims: O2imsConfig,
+}
+
+/// O2ims settings of `serve`: O-Cloud registration with the SMO and the CAs of HTTPS
+/// callbacks (files are read when the server starts).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct O2imsConfig {
+    /// Register with the SMO at this `http://` or `https://` URL.
+    pub smo_url: Option<String>,
+    /// Bearer token file for the SMO.
+    pub smo_token_file: Option<PathBuf>,
+    /// Extra CAs for an `https://` SMO.
+    pub smo_ca: Option<PathBuf>,
+    /// The SMO-assigned global cloud id (stored at start when given).
+    pub global_cloud_id: Option<uuid::Uuid>,
+    /// The public API root (`IMS_EP`).
+    pub ims_endpoint: Option<String>,
+    /// Extra CAs for `https://` callbacks.
+    pub callback_ca: Option<PathBuf>,
 }
 
 /// The file layer and the flag/variable layer.
@@ -345,6 +389,87 @@ impl ConfigSources {
             },
             log_format: self.log_format()?,
             uplink: self.uplink()?,
+            o2ims: self.o2ims()?,
+        })
+    }
+
+    /// The O2ims settings: registration URL, token and CA files, ids and endpoints.
+    ///
+    /// # Errors
+    /// A URL is not `http(s)://HOST…`, or the global cloud id is not a UUID.
+    pub fn o2ims(&self) -> Result<O2imsConfig, ConfigError> {
+        let url = |p: Option<Picked<'_, String>>, example: &str| {
+            p.map(|p| {
+                let v = p.value.trim();
+                let ok = (v.starts_with("http://") || v.starts_with("https://"))
+                    && v.parse::<axum::http::Uri>()
+                        .is_ok_and(|u| u.host().is_some_and(|h| !h.is_empty()));
+                if ok {
+                    Ok(v.to_owned())
+                } else {
+                    Err(ConfigError::Invalid {
+                        origin: p.origin,
+                        message: format!(
+                            "`{v}` is not an absolute http:// or https:// URL; write it like \
+                             {example}"
+                        ),
+                    })
+                }
+            })
+            .transpose()
+        };
+        let smo_url = url(
+            self.pick(|r| &r.smo_url, "smo_url", "--smo-url", "IMS_SMO_URL"),
+            "https://smo.example.org/o2ims/register",
+        )?;
+        let ims_endpoint = url(
+            self.pick(
+                |r| &r.ims_endpoint,
+                "ims_endpoint",
+                "--ims-endpoint",
+                "IMS_ENDPOINT",
+            ),
+            "https://ims.example.org:8443",
+        )?
+        .map(|u| u.trim_end_matches('/').to_owned());
+        let global_cloud_id = self
+            .pick(
+                |r| &r.global_cloud_id,
+                "global_cloud_id",
+                "--global-cloud-id",
+                "IMS_GLOBAL_CLOUD_ID",
+            )
+            .map(|p| {
+                p.value.trim().parse().map_err(|_| ConfigError::Invalid {
+                    origin: p.origin,
+                    message: format!(
+                        "`{}` is not a UUID; give the global cloud id the SMO assigned, like \
+                         8c1c151d-2dbb-4d5e-9ff5-2f1a3b1c2d3e",
+                        p.value
+                    ),
+                })
+            })
+            .transpose()?;
+        let path = |field: fn(&RawConfig) -> &Option<PathBuf>, key, flag, env| {
+            self.pick(field, key, flag, env).map(|p| p.value.clone())
+        };
+        Ok(O2imsConfig {
+            smo_url,
+            smo_token_file: path(
+                |r| &r.smo_token_file,
+                "smo_token_file",
+                "--smo-token-file",
+                "IMS_SMO_TOKEN_FILE",
+            ),
+            smo_ca: path(|r| &r.smo_ca, "smo_ca", "--smo-ca", "IMS_SMO_CA"),
+            global_cloud_id,
+            ims_endpoint,
+            callback_ca: path(
+                |r| &r.callback_ca,
+                "callback_ca",
+                "--callback-ca",
+                "IMS_CALLBACK_CA",
+            ),
         })
     }
 
@@ -543,6 +668,12 @@ mod tests {
             "quic_listen",
             "quic_names",
             "heartbeat_interval",
+            "smo_url",
+            "smo_token_file",
+            "smo_ca",
+            "global_cloud_id",
+            "ims_endpoint",
+            "callback_ca",
         ] {
             assert!(
                 EXAMPLE.contains(&format!("{key} =")),
@@ -560,6 +691,54 @@ mod tests {
         assert_eq!(c.auth, AuthSettings::default());
         assert_eq!(c.log_format, LogFormat::Human);
         assert_eq!(c.uplink, UplinkSettings::default());
+        assert_eq!(c.o2ims, O2imsConfig::default());
+    }
+
+    #[test]
+    fn o2ims_settings() {
+        let cli = RawConfig {
+            smo_url: Some("https://smo.example/register".into()),
+            global_cloud_id: Some("8c1c151d-2dbb-4d5e-9ff5-2f1a3b1c2d3e".into()),
+            ..RawConfig::default()
+        };
+        let s = ConfigSources::new(
+            file("ims_endpoint = \"https://ims.example:8443/\"\nsmo_ca = \"/etc/smo.pem\"\n"),
+            cli,
+        );
+        let o = s.o2ims().unwrap();
+        assert_eq!(o.smo_url.as_deref(), Some("https://smo.example/register"));
+        assert_eq!(o.ims_endpoint.as_deref(), Some("https://ims.example:8443"));
+        assert_eq!(o.smo_ca, Some(PathBuf::from("/etc/smo.pem")));
+        assert!(o.global_cloud_id.is_some());
+        for (cli, needle) in [
+            (
+                RawConfig {
+                    smo_url: Some("smo.example".into()),
+                    ..RawConfig::default()
+                },
+                "--smo-url",
+            ),
+            (
+                RawConfig {
+                    global_cloud_id: Some("nope".into()),
+                    ..RawConfig::default()
+                },
+                "--global-cloud-id",
+            ),
+            (
+                RawConfig {
+                    ims_endpoint: Some("ftp://x".into()),
+                    ..RawConfig::default()
+                },
+                "--ims-endpoint",
+            ),
+        ] {
+            let m = ConfigSources::new(None, cli)
+                .o2ims()
+                .unwrap_err()
+                .to_string();
+            assert!(m.contains(needle), "{m}");
+        }
     }
 
     #[test]

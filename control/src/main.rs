@@ -4,6 +4,8 @@
 //! ims-control serve [--listen ADDR] [--tls-cert PEM --tls-key PEM] [--access-ttl 15m]
 //!                   [--refresh-ttl 24h] [--log-format human|json]
 //!                   [--quic-listen ADDR] [--quic-name NAME]... [--heartbeat-interval 10s]
+//!                   [--smo-url URL [--smo-token-file FILE] [--smo-ca PEM]
+//!                    [--global-cloud-id UUID] [--ims-endpoint URL]] [--callback-ca PEM]
 //!                                                                      run the server
 //! ims-control user add NAME [--role admin|viewer] [--password-stdin]   create a user
 //! ims-control user passwd NAME [--password-stdin]                      set a password
@@ -51,6 +53,7 @@ use ims_control::auth::scope::Scope;
 use ims_control::config::{ConfigSources, LogFormat, RawConfig, ServeConfig};
 use ims_control::db::{Db, StoreError, format_ts, now_ms};
 use ims_control::model::UserRole;
+use ims_control::o2ims::{delivery, registration};
 use ims_control::server::{self, FirstAdmin};
 use ims_control::state::AppState;
 use ims_control::store::users::{self, UserChange};
@@ -184,6 +187,26 @@ struct ServeArgs {
     /// How often edges send a heartbeat [default: 10s].
     #[arg(long, env = "IMS_HEARTBEAT_INTERVAL", value_name = "DURATION")]
     heartbeat_interval: Option<String>,
+    /// Register the O-Cloud with the SMO at this http(s) URL at start (retried until
+    /// accepted).
+    #[arg(long, env = "IMS_SMO_URL", value_name = "URL")]
+    smo_url: Option<String>,
+    /// A file holding a bearer token for the SMO.
+    #[arg(long, env = "IMS_SMO_TOKEN_FILE", value_name = "FILE")]
+    smo_token_file: Option<PathBuf>,
+    /// PEM CA certificates trusted for an https SMO (besides the system roots).
+    #[arg(long, env = "IMS_SMO_CA", value_name = "PEM")]
+    smo_ca: Option<PathBuf>,
+    /// The global cloud id the SMO assigned (UUID; stored for later starts).
+    #[arg(long, env = "IMS_GLOBAL_CLOUD_ID", value_name = "UUID")]
+    global_cloud_id: Option<String>,
+    /// The public API root sent to the SMO as IMS_EP [default: the stored serviceUri, else
+    /// the listen URL].
+    #[arg(long, env = "IMS_ENDPOINT", value_name = "URL")]
+    ims_endpoint: Option<String>,
+    /// PEM CA certificates trusted for https O2ims callbacks (besides the system roots).
+    #[arg(long, env = "IMS_CALLBACK_CA", value_name = "PEM")]
+    callback_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -294,6 +317,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
         layer
             .heartbeat_interval
             .clone_from(&args.heartbeat_interval);
+        layer.smo_url.clone_from(&args.smo_url);
+        layer.smo_token_file.clone_from(&args.smo_token_file);
+        layer.smo_ca.clone_from(&args.smo_ca);
+        layer.global_cloud_id.clone_from(&args.global_cloud_id);
+        layer.ims_endpoint.clone_from(&args.ims_endpoint);
+        layer.callback_ca.clone_from(&args.callback_ca);
     }
     let sources = ConfigSources::load(cli.config.as_deref(), layer).map_err(usage)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -586,6 +615,15 @@ async fn serve(config: ServeConfig) -> Result<(), Failure> {
         Some(files) => Some(server::load_tls(files).map_err(usage)?),
         None => None,
     };
+    if let Some(path) = &config.o2ims.callback_ca {
+        let certs = delivery::load_ca_file(path)
+            .map_err(|m| usage(anyhow::anyhow!("--callback-ca: {m}")))?;
+        delivery::trust_callback_cas(certs);
+    }
+    let smo = match &config.o2ims.smo_url {
+        Some(url) => Some(smo_registration(&config, url)?),
+        None => None,
+    };
     let db = server::open_store(&config.store).await?;
     db.migrate().await.context("migrating the store")?;
     let given = std::env::var("IMS_ADMIN_PASSWORD")
@@ -639,12 +677,62 @@ async fn serve(config: ServeConfig) -> Result<(), Failure> {
         let _ = stop_tx.send(true);
     });
     let quic = tokio::spawn(uplink.run(stopped(stop_rx.clone())));
+    let registration = smo.map(|mut r| {
+        r.fallback_endpoint = format!("{scheme}://{local}");
+        info!(smo_url = %r.smo_url, "registering the O-Cloud with the SMO");
+        tokio::spawn(registration::run(db.clone(), r, state.metrics.clone()))
+    });
     let result = server::serve(state, listener, tls, stopped(stop_rx)).await;
+    if let Some(task) = registration {
+        task.abort();
+    }
     let _ = quic.await;
     db.close().await;
     result.context("HTTP server")?;
     info!("ims-control stopped");
     Ok(())
+}
+
+/// The registration settings of `serve --smo-url` (reads the token and CA files).
+fn smo_registration(
+    config: &ServeConfig,
+    url: &str,
+) -> Result<registration::Registration, Failure> {
+    let o = &config.o2ims;
+    let smo_token = match &o.smo_token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                usage(anyhow::anyhow!(
+                    "--smo-token-file: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let token = text.trim().to_owned();
+            if token.is_empty() || token.contains(char::is_whitespace) {
+                return Err(usage(anyhow::anyhow!(
+                    "--smo-token-file: {} must hold one bearer token on one line",
+                    path.display()
+                )));
+            }
+            Some(token)
+        }
+        None => None,
+    };
+    let smo_ca = match &o.smo_ca {
+        Some(path) => {
+            delivery::load_ca_file(path).map_err(|m| usage(anyhow::anyhow!("--smo-ca: {m}")))?
+        }
+        None => Vec::new(),
+    };
+    Ok(registration::Registration {
+        smo_url: url.to_owned(),
+        smo_token,
+        smo_ca,
+        global_cloud_id: o.global_cloud_id,
+        ims_endpoint: o.ims_endpoint.clone(),
+        fallback_endpoint: String::new(),
+        first_backoff: std::time::Duration::from_secs(1),
+    })
 }
 
 async fn user_command(db: &Db, cmd: UserCmd) -> Result<(), Failure> {

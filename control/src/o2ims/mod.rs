@@ -23,6 +23,7 @@ pub mod inventory;
 pub mod monitoring;
 pub mod objects;
 pub mod query;
+pub mod registration;
 pub mod subscriptions;
 
 use axum::Json;

@@ -2,8 +2,9 @@
 //! prefix (`POST`/`GET /subscriptions`, `GET`/`DELETE /subscriptions/{subscriptionId}`) and
 //! their store.
 //!
-//! A subscription's `callback` must be an absolute `http://` URL (HTTPS callbacks are not
-//! delivered yet: the control plane carries no trust store for outgoing TLS). Its optional
+//! A subscription's `callback` must be an absolute `http://` or `https://` URL (HTTPS
+//! callbacks are verified against the system roots and `--callback-ca`; see
+//! [`super::delivery`]). Its optional
 //! `filter` uses the SOL013 filter syntax ([`super::query`]) and selects the events that are
 //! reported: it is evaluated against the changed object (its state after the change, or before
 //! a delete) with two added attributes, `objectType` (`resource`, `resourcePool` or
@@ -38,7 +39,7 @@ pub struct Subscription {
     pub subscription_id: Uuid,
     /// The consumer's own id for it, echoed in every notification.
     pub consumer_subscription_id: Option<String>,
-    /// Where notifications are POSTed (`http://…`).
+    /// Where notifications are POSTed (`http://…` or `https://…`).
     pub callback: String,
     /// SOL013 filter selecting the reported events (absent: all).
     pub filter: Option<String>,
@@ -57,7 +58,7 @@ pub struct NewSubscription {
     /// The consumer's own id (optional).
     #[schema(value_type = Option<String>)]
     pub consumer_subscription_id: Option<Value>,
-    /// Absolute `http://` URL notifications are POSTed to (required).
+    /// Absolute `http://` or `https://` URL notifications are POSTed to (required).
     #[schema(value_type = String)]
     pub callback: Option<Value>,
     /// SOL013 filter selecting the reported events (optional).
@@ -65,12 +66,13 @@ pub struct NewSubscription {
     pub filter: Option<Value>,
 }
 
-/// Checks a callback URL: absolute, `http`, with a host.
+/// Checks a callback URL: absolute, `http` or `https`, with a host.
 ///
 /// # Errors
 /// What is wrong and what is accepted.
 pub fn validate_callback(s: &str) -> Result<Uri, String> {
-    const FORM: &str = "give an absolute http:// URL such as http://smo.example:8080/notify";
+    const FORM: &str = "give an absolute http:// or https:// URL such as \
+                        https://smo.example:8443/notify";
     if s.len() > MAX_FIELD_LEN {
         return Err(format!("is longer than {MAX_FIELD_LEN} characters"));
     }
@@ -78,12 +80,7 @@ pub fn validate_callback(s: &str) -> Result<Uri, String> {
         .parse()
         .map_err(|e| format!("is not a URL ({e}); {FORM}"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "uses https, which is not delivered yet (no outgoing TLS trust store); {FORM}"
-            ));
-        }
+        Some("http" | "https") => {}
         Some(other) => return Err(format!("has scheme `{other}`; {FORM}")),
         None => return Err(format!("is not absolute; {FORM}")),
     }
@@ -250,7 +247,7 @@ async fn create_subscription(
         None | Some(Value::Null) => {
             errors.push(FieldError::new(
                 "callback",
-                "is required: the http:// URL notifications are POSTed to",
+                "is required: the http:// or https:// URL notifications are POSTed to",
             ));
             None
         }
@@ -342,7 +339,8 @@ mod tests {
     fn callbacks() {
         assert!(validate_callback("http://127.0.0.1:9/x").is_ok());
         assert!(validate_callback("http://smo.example/notify?a=b").is_ok());
-        assert!(validate_callback("https://smo.example/").is_err());
+        assert!(validate_callback("https://smo.example/").is_ok());
+        assert!(validate_callback("https:///x").is_err());
         assert!(validate_callback("ftp://smo.example/").is_err());
         assert!(validate_callback("/relative").is_err());
         assert!(validate_callback("not a url").is_err());
