@@ -426,6 +426,33 @@ async fn edge_alarms(app: &TestApp) {
 }
 dual_test!(edge_alarms);
 
+/// A `ServiceError` event over the uplink raises edge-service-error as well.
+async fn uplink_service_error(app: &TestApp) {
+    use ims_proto::{EdgeEvent, EdgeEventKind, ServiceError};
+    register_worker(app, "edge-u").await;
+    let event = EdgeEvent {
+        id: 1,
+        at_ms: now_ms(),
+        kind: EdgeEventKind::ServiceError(ServiceError {
+            service: "tftp".into(),
+            message: "disk full".into(),
+        }),
+    };
+    ims_control::uplink::events::record_batch(&app.state.db, "edge-u", None, &[event], now_ms())
+        .await
+        .expect("record");
+    assert_eq!(evaluate(app).await.raised, 1);
+    let a = named(app, "edge-service-error").await;
+    assert_open(&a[0], 2);
+    assert_eq!(
+        a[0]["extensions"]["details"]["lastError"],
+        "tftp: disk full"
+    );
+    heartbeat(app, "edge-u", "running").await;
+    assert_eq!(evaluate(app).await.cleared, 1);
+}
+dual_test!(uplink_service_error);
+
 async fn machine_alarms(app: &TestApp) {
     seed(app).await;
     let m = create_machine(app, "node-1", "02:00:00:00:00:01").await;
