@@ -319,28 +319,35 @@ pub async fn modify(
             return Ok(row);
         }
         Modification::Acknowledge => {
-            sqlx::query(
+            let done = sqlx::query(
                 "UPDATE o2ims_alarms SET acknowledged = 1, acknowledged_at = $1, \
-                 changed_at = $1 WHERE id = $2",
+                 changed_at = $1 WHERE id = $2 AND acknowledged = 0",
             )
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
             .await?;
+            if done.rows_affected() == 0 {
+                tx.commit().await?;
+                return Ok(row);
+            }
         }
         Modification::Clear if row.cleared_at.is_some() => {
             return Err(ModifyError::AlreadyCleared);
         }
         Modification::Clear => {
             // Latched: the evaluator does not raise it again while the condition holds.
-            sqlx::query(
+            let done = sqlx::query(
                 "UPDATE o2ims_alarms SET cleared_at = $1, changed_at = $1, \
-                 latch_key = open_key, open_key = NULL WHERE id = $2",
+                 latch_key = open_key, open_key = NULL WHERE id = $2 AND cleared_at IS NULL",
             )
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
             .await?;
+            if done.rows_affected() == 0 {
+                return Err(ModifyError::AlreadyCleared);
+            }
         }
     }
     let row = get_on(&mut tx, id).await?.ok_or(ModifyError::NotFound)?;

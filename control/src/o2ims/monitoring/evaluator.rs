@@ -310,28 +310,35 @@ pub async fn evaluate(db: &Db, now: i64) -> Result<Pass, StoreError> {
         let key = open_key(&a.definition, &a.object_kind, a.object_row);
         match now_holding.get(&key) {
             None => {
-                sqlx::query(
+                let done = sqlx::query(
                     "UPDATE o2ims_alarms SET cleared_at = $1, changed_at = $1, open_key = NULL \
-                     WHERE id = $2",
+                     WHERE id = $2 AND open_key IS NOT NULL",
                 )
                 .bind(now)
                 .bind(&a.id)
                 .execute(&mut *tx)
                 .await?;
+                if done.rows_affected() == 0 {
+                    continue;
+                }
                 pass.cleared += 1;
                 pass.queued += notify_row(&mut tx, &cloud, &a.id, EventType::Clear, now).await?;
             }
             Some(c) => {
                 let stored: Value = serde_json::from_str(&a.details).unwrap_or(Value::Null);
                 if stored != c.details {
-                    sqlx::query(
-                        "UPDATE o2ims_alarms SET details = $1, changed_at = $2 WHERE id = $3",
+                    let done = sqlx::query(
+                        "UPDATE o2ims_alarms SET details = $1, changed_at = $2 \
+                         WHERE id = $3 AND open_key IS NOT NULL",
                     )
                     .bind(c.details.to_string())
                     .bind(now)
                     .bind(&a.id)
                     .execute(&mut *tx)
                     .await?;
+                    if done.rows_affected() == 0 {
+                        continue;
+                    }
                     pass.changed += 1;
                     pass.queued +=
                         notify_row(&mut tx, &cloud, &a.id, EventType::Change, now).await?;
