@@ -305,6 +305,16 @@ async fn machine_alarms(app: &TestApp) {
     let a = named(app, "machine-provisioning-failed").await;
     assert_open(&a[0], 1);
     assert_aliases(&a[0]);
+    // The store refuses a second open alarm for the same definition and object.
+    let dup = sqlx::query(
+        "INSERT INTO o2ims_alarms (id, definition, object_kind, object_row, object_id, \
+         severity, raised_at, changed_at, details, open_key) \
+         SELECT 'dup', definition, object_kind, object_row, object_id, severity, raised_at, \
+         changed_at, details, open_key FROM o2ims_alarms WHERE open_key IS NOT NULL",
+    )
+    .execute(app.state.db.pool())
+    .await;
+    assert!(dup.is_err(), "a duplicate open alarm was stored");
     let cloud = cloud(app).await;
     assert_eq!(a[0]["objectId"], cloud.id("machine", m).to_string());
     assert_eq!(
