@@ -22,6 +22,7 @@ pub mod delivery;
 pub mod inventory;
 pub mod monitoring;
 pub mod objects;
+pub mod openapi;
 pub mod query;
 pub mod registration;
 pub mod subscriptions;
@@ -217,7 +218,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
                 &format!("{name}/{major}"),
                 inventory::routes()
                     .merge(subscriptions::routes())
-                    .merge(monitoring::inventory_routes()),
+                    .merge(monitoring::inventory_routes())
+                    .merge(openapi::routes()),
             );
         }
     }

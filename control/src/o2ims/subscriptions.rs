@@ -13,7 +13,7 @@
 //! ([`ScopeSubscribe`]: an OAuth2 client granted it, or an admin); reading, `o2ims:read`. Deleting a subscription drops its undelivered notifications.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::http::{StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,10 +22,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::inventory::{ListQuery, Paged, answer};
 use super::query::{self, Filter};
 use crate::auth::scope::{ScopeRead, ScopeSubscribe};
 use crate::db::{Db, StoreError, now_ms};
-use crate::error::{ApiError, ApiJson, ApiPath, FieldError};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, FieldError};
 use crate::state::AppState;
 
 /// Longest accepted callback URL, consumer id or filter.
@@ -269,16 +270,30 @@ async fn create_subscription(
     Ok((StatusCode::CREATED, Json(sub)))
 }
 
-/// Lists the subscriptions.
+const ATTRS: &[&str] = &[
+    "subscriptionId",
+    "consumerSubscriptionId",
+    "callback",
+    "filter",
+    "createdAt",
+];
+
+/// Lists the subscriptions (SOL013 filter, selectors and paging as the inventory lists).
 #[utoipa::path(get, path = "/subscriptions", tag = "o2ims", security(("bearer" = [])),
+    params(ListQuery),
     responses(
-        (status = 200, description = "Every subscription", body = Vec<Subscription>),
-        (status = 401, description = "No or invalid token", body = crate::error::Problem)))]
+        (status = 200, description = "The subscriptions", body = Vec<Subscription>,
+            headers(("Link" = String, description = "`<…?nextpage_opaque_marker=…>; rel=\"next\"` when more objects follow"))),
+        (status = 400, description = "Malformed filter, selector, limit or nextpage_opaque_marker", body = crate::error::Problem),
+        (status = 401, description = "No or invalid token", body = crate::error::Problem),
+        (status = 403, description = "The caller lacks the o2ims:read scope", body = crate::error::Problem)))]
 async fn list_subscriptions(
     _caller: ScopeRead,
     State(state): State<AppState>,
-) -> Result<Json<Vec<Subscription>>, ApiError> {
-    Ok(Json(list(&state.db).await?))
+    ApiQuery(q): ApiQuery<ListQuery>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Paged, ApiError> {
+    answer(&list(&state.db).await?, &q, ATTRS, "subscriptionId", &uri)
 }
 
 /// One subscription.
