@@ -569,29 +569,7 @@ async fn client_command(db: &Db, cmd: ClientCmd) -> Result<(), Failure> {
             }
             say(&format!("deleted client {}", name.to_ascii_lowercase()))?;
         }
-        ClientCmd::List => {
-            let list = clients::list(db).await?;
-            let width = list
-                .iter()
-                .map(|c| c.client_id.len())
-                .max()
-                .unwrap_or(0)
-                .max("CLIENT_ID".len());
-            let mut lines = vec![format!(
-                "{:<width$} {:<44} {:<24} DESCRIPTION",
-                "CLIENT_ID", "SCOPES", "CREATED"
-            )];
-            for c in list {
-                lines.push(format!(
-                    "{:<width$} {:<44} {:<24} {}",
-                    c.client_id,
-                    clients::scopes_text(&c.scopes),
-                    format_ts(c.created_at),
-                    c.description
-                ));
-            }
-            say(&lines.join("\n"))?;
-        }
+        ClientCmd::List => say(&clients::table(&clients::list(db).await?))?,
     }
     Ok(())
 }
@@ -620,10 +598,8 @@ async fn serve(config: ServeConfig) -> Result<(), Failure> {
             .map_err(|m| usage(anyhow::anyhow!("--callback-ca: {m}")))?;
         delivery::trust_callback_cas(certs);
     }
-    let smo = match &config.o2ims.smo_url {
-        Some(url) => Some(smo_registration(&config, url)?),
-        None => None,
-    };
+    let smo = registration::Registration::from_config(&config.o2ims)
+        .map_err(|e| usage(anyhow::anyhow!("{e}")))?;
     let db = server::open_store(&config.store).await?;
     db.migrate().await.context("migrating the store")?;
     let given = std::env::var("IMS_ADMIN_PASSWORD")
@@ -691,48 +667,6 @@ async fn serve(config: ServeConfig) -> Result<(), Failure> {
     result.context("HTTP server")?;
     info!("ims-control stopped");
     Ok(())
-}
-
-/// The registration settings of `serve --smo-url` (reads the token and CA files).
-fn smo_registration(
-    config: &ServeConfig,
-    url: &str,
-) -> Result<registration::Registration, Failure> {
-    let o = &config.o2ims;
-    let smo_token = match &o.smo_token_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                usage(anyhow::anyhow!(
-                    "--smo-token-file: cannot read {}: {e}",
-                    path.display()
-                ))
-            })?;
-            let token = text.trim().to_owned();
-            if token.is_empty() || token.contains(char::is_whitespace) {
-                return Err(usage(anyhow::anyhow!(
-                    "--smo-token-file: {} must hold one bearer token on one line",
-                    path.display()
-                )));
-            }
-            Some(token)
-        }
-        None => None,
-    };
-    let smo_ca = match &o.smo_ca {
-        Some(path) => {
-            delivery::load_ca_file(path).map_err(|m| usage(anyhow::anyhow!("--smo-ca: {m}")))?
-        }
-        None => Vec::new(),
-    };
-    Ok(registration::Registration {
-        smo_url: url.to_owned(),
-        smo_token,
-        smo_ca,
-        global_cloud_id: o.global_cloud_id,
-        ims_endpoint: o.ims_endpoint.clone(),
-        fallback_endpoint: String::new(),
-        first_backoff: std::time::Duration::from_secs(1),
-    })
 }
 
 async fn user_command(db: &Db, cmd: UserCmd) -> Result<(), Failure> {

@@ -548,3 +548,95 @@ fn client_subcommands() {
     );
     assert!(s.terminate().success());
 }
+
+/// A one-thread SMO on a loopback port: answers 503 to the first request and 200 to the next,
+/// and hands over each request's body. Stops after two requests.
+fn fake_smo() -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/register", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().take(2).enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+            let status = if n == 0 {
+                "503 Service Unavailable"
+            } else {
+                "200 OK"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn serve_registers_with_the_smo() {
+    let dir = TempDir::new("ims-cli-smo");
+    let (smo_url, bodies) = fake_smo();
+    let global = "8c1c151d-2dbb-4d5e-9ff5-2f1a3b1c2d3e";
+    let token_file = dir.path().join("smo-token");
+    std::fs::write(&token_file, "smo-secret-token\n").unwrap();
+    let mut cmd = serve(dir.path());
+    cmd.args(["--smo-url", &smo_url, "--global-cloud-id", global])
+        .arg("--smo-token-file")
+        .arg(&token_file);
+    let mut s = Server::start(cmd);
+    let wait = std::time::Duration::from_secs(15);
+    let first = bodies.recv_timeout(wait).expect("first registration POST");
+    let second = bodies.recv_timeout(wait).expect("retried after the 503");
+    assert_eq!(first, second, "the same body every time");
+    let body: serde_json::Value = serde_json::from_str(&second).unwrap();
+    assert_eq!(body["globalCloudId"], global);
+    assert_eq!(body["IMS_EP"], s.url.as_str());
+    assert_eq!(
+        body["smo_token_data"]["smo_token_payload"],
+        "smo-secret-token"
+    );
+    assert!(body["oCloudId"].as_str().is_some_and(|id| id.len() == 36));
+    let mut registered = false;
+    for _ in 0..50 {
+        let m = curl("GET", &format!("{}/metrics", s.url), None, None, &[]);
+        if m.body.contains("ims_o2ims_registered 1") {
+            assert!(
+                m.body.contains("ims_o2ims_registration_attempts_total 2"),
+                "{}",
+                m.body
+            );
+            registered = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(registered, "ims_o2ims_registered never became 1");
+    assert!(s.terminate().success());
+    let log = s.stderr().join("\n");
+    assert!(log.contains("O-Cloud registered with the SMO"), "{log}");
+    assert!(
+        !log.contains("smo-secret-token"),
+        "the SMO token is never logged"
+    );
+    // A bad setting is a usage error.
+    let mut bad = serve(dir.path());
+    bad.args(["--smo-url", "smo.example"]);
+    let out = run(bad, None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--smo-url"));
+}

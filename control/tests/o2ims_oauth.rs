@@ -332,3 +332,55 @@ async fn scope_extractors(app: &TestApp) {
     );
 }
 dual_test!(scope_extractors);
+
+/// The monitoring routes: reads need `o2ims:read`, alarm subscriptions `o2ims:subscribe`,
+/// alarm management `o2ims:alarms`.
+async fn alarm_route_scopes(app: &TestApp) {
+    const MON: &str = "/o2ims-infrastructureMonitoring/v1";
+    let reader = add_client(app, "reader", &[Scope::Read]).await;
+    let reader = client_token(app, "reader", &reader).await;
+    let subscriber = add_client(app, "subscriber", &[Scope::Subscribe]).await;
+    let subscriber = client_token(app, "subscriber", &subscriber).await;
+    let manager = add_client(app, "manager", &[Scope::Alarms]).await;
+    let manager = client_token(app, "manager", &manager).await;
+    let call = |method: Method, uri: String, token: String, body: Option<serde_json::Value>| {
+        let app = app;
+        async move { app.call(method, &uri, Some(&token), body).await }
+    };
+    for uri in ["alarms", "alarmSubscriptions", "alarmServiceConfiguration"] {
+        let uri = format!("{MON}/{uri}");
+        let r = call(Method::GET, uri.clone(), reader.clone(), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.body);
+        let r = call(Method::GET, uri.clone(), manager.clone(), None).await;
+        assert_problem(&r, StatusCode::FORBIDDEN);
+    }
+    let sub = json!({"callback": "https://smo.example/alarms"});
+    let subs = format!("{MON}/alarmSubscriptions");
+    let r = call(
+        Method::POST,
+        subs.clone(),
+        reader.clone(),
+        Some(sub.clone()),
+    )
+    .await;
+    assert_problem(&r, StatusCode::FORBIDDEN);
+    let r = call(Method::POST, subs, subscriber.clone(), Some(sub)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let config = format!("{MON}/alarmServiceConfiguration");
+    let change = json!({"retentionPeriod": 20});
+    for token in [&reader, &subscriber] {
+        let r = call(
+            Method::PATCH,
+            config.clone(),
+            token.clone(),
+            Some(change.clone()),
+        )
+        .await;
+        assert_problem(&r, StatusCode::FORBIDDEN);
+        assert!(r.body["detail"].as_str().unwrap().contains("o2ims:alarms"));
+    }
+    let r = call(Method::PATCH, config, manager.clone(), Some(change)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["retentionPeriod"], 20);
+}
+dual_test!(alarm_route_scopes);

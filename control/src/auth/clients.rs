@@ -225,6 +225,31 @@ pub async fn delete(db: &Db, client_id: &str) -> Result<bool, StoreError> {
     Ok(done.rows_affected() > 0)
 }
 
+/// The clients as a table for `ims-control client list` (no secrets: the store has none).
+#[must_use]
+pub fn table(list: &[Client]) -> String {
+    let width = list
+        .iter()
+        .map(|c| c.client_id.len())
+        .max()
+        .unwrap_or(0)
+        .max("CLIENT_ID".len());
+    let mut lines = vec![format!(
+        "{:<width$} {:<44} {:<24} DESCRIPTION",
+        "CLIENT_ID", "SCOPES", "CREATED"
+    )];
+    for c in list {
+        lines.push(format!(
+            "{:<width$} {:<44} {:<24} {}",
+            c.client_id,
+            scopes_text(&c.scopes),
+            crate::db::format_ts(c.created_at),
+            c.description
+        ));
+    }
+    lines.join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

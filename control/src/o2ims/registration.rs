@@ -39,6 +39,7 @@ use uuid::Uuid;
 
 use super::delivery::{self, HttpClient};
 use super::{cloud_settings, set_global_cloud_id};
+use crate::config::O2imsConfig;
 use crate::db::{Db, StoreError, format_ts, now_ms};
 use crate::metrics::Metrics;
 
@@ -76,6 +77,60 @@ impl std::fmt::Debug for Registration {
             .field("ims_endpoint", &self.ims_endpoint)
             .field("fallback_endpoint", &self.fallback_endpoint)
             .finish_non_exhaustive()
+    }
+}
+
+/// Why the registration settings are unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The token file cannot be read or does not hold one token.
+    #[error("--smo-token-file: {0}")]
+    Token(String),
+    /// The CA file cannot be read.
+    #[error("--smo-ca: {0}")]
+    Ca(String),
+}
+
+impl Registration {
+    /// The registration of `serve --smo-url` (reading the token and CA files), or `None`
+    /// without an SMO URL. `fallback_endpoint` is left empty for the caller to fill in once
+    /// the listener is bound.
+    ///
+    /// # Errors
+    /// A file cannot be read or holds nothing usable.
+    pub fn from_config(c: &O2imsConfig) -> Result<Option<Self>, SettingsError> {
+        let Some(url) = &c.smo_url else {
+            return Ok(None);
+        };
+        let smo_token = match &c.smo_token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    SettingsError::Token(format!("cannot read {}: {e}", path.display()))
+                })?;
+                let token = text.trim().to_owned();
+                if token.is_empty() || token.contains(char::is_whitespace) {
+                    return Err(SettingsError::Token(format!(
+                        "{} must hold one bearer token on one line",
+                        path.display()
+                    )));
+                }
+                Some(token)
+            }
+            None => None,
+        };
+        let smo_ca = match &c.smo_ca {
+            Some(path) => delivery::load_ca_file(path).map_err(SettingsError::Ca)?,
+            None => Vec::new(),
+        };
+        Ok(Some(Self {
+            smo_url: url.clone(),
+            smo_token,
+            smo_ca,
+            global_cloud_id: c.global_cloud_id,
+            ims_endpoint: c.ims_endpoint.clone(),
+            fallback_endpoint: String::new(),
+            first_backoff: Duration::from_secs(1),
+        }))
     }
 }
 
