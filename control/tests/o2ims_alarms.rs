@@ -440,6 +440,33 @@ async fn list_filters_and_modifications(app: &TestApp) {
             .await;
         assert_problem(&r, StatusCode::BAD_REQUEST);
     }
+    // Paging: one per page, the next page through the Link header.
+    let first = app.get(&format!("{MON}/alarms?limit=1")).await;
+    assert_eq!(first.body.as_array().map(Vec::len), Some(1));
+    let link = first
+        .headers
+        .get("link")
+        .and_then(|v| v.to_str().ok())
+        .expect("a Link header")
+        .to_owned();
+    let next = link
+        .split_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map(|(uri, _)| uri.to_owned())
+        .expect("<uri>");
+    assert!(link.ends_with("rel=\"next\""), "{link}");
+    let second = app.get(&next).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+    assert_eq!(second.body.as_array().map(Vec::len), Some(1));
+    assert_ne!(
+        second.body[0]["alarmEventRecordId"],
+        first.body[0]["alarmEventRecordId"]
+    );
+    assert!(second.headers.get("link").is_none());
+    let r = app
+        .get(&format!("{MON}/alarms?nextpage_opaque_marker=bogus"))
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST);
     let machine_alarm = named(app, "machine-provisioning-failed").await[0].clone();
     let id = machine_alarm["alarmEventRecordId"]
         .as_str()

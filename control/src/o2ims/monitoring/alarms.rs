@@ -1,5 +1,7 @@
 //! Alarm event records: their store (`o2ims_alarms`), their JSON form and the routes
 //! `GET /alarms`, `GET /alarms/{alarmEventRecordId}` and `PATCH /alarms/{alarmEventRecordId}`.
+//! The list takes the SOL013 filter, selectors and paging of the inventory lists
+//! ([`crate::o2ims::inventory`]), oldest alarm first.
 //!
 //! An `AlarmEventRecord` carries the monitoring 2.x names (`objectTypeId`, `objectId`,
 //! `objectClass`, `alarmDefinitionId`, `probableCauseId`, `alarmAcknowledgeTime`) and, in the
@@ -15,7 +17,7 @@
 //! raise it again until the condition has ended once.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sqlx::AnyConnection;
@@ -29,7 +31,7 @@ use super::notify::{self, EventType};
 use crate::auth::scope::{ScopeAlarms, ScopeRead};
 use crate::db::{Db, StoreError, format_ts, now_ms};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, FieldError};
-use crate::o2ims::inventory::ListQuery;
+use crate::o2ims::inventory::{ListQuery, Paged, answer};
 use crate::o2ims::{CloudSettings, cloud_settings};
 use crate::state::AppState;
 
@@ -426,25 +428,28 @@ pub struct AlarmEventRecordModifications {
     pub perceived_severity: Option<i64>,
 }
 
-/// The alarms (every record kept: open ones, and cleared ones within the retention period).
+/// The alarms (every record kept: open ones, and cleared ones within the retention period),
+/// oldest first, paged like the inventory lists.
 #[utoipa::path(get, path = "/alarms", tag = "o2ims-monitoring", security(("bearer" = [])),
     params(ListQuery),
     responses(
-        (status = 200, description = "Alarm event records", body = Vec<AlarmEventRecord>),
-        (status = 400, description = "Malformed filter or selector", body = crate::error::Problem),
+        (status = 200, description = "Alarm event records", body = Vec<AlarmEventRecord>,
+            headers(("Link" = String, description = "`<…?nextpage_opaque_marker=…>; rel=\"next\"` when more alarms follow"))),
+        (status = 400, description = "Malformed filter, selector, limit or nextpage_opaque_marker", body = crate::error::Problem),
         (status = 401, description = "No or invalid token", body = crate::error::Problem)))]
 async fn list_alarms(
     _caller: ScopeRead,
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Vec<Value>>, ApiError> {
+    OriginalUri(uri): OriginalUri,
+) -> Result<Paged, ApiError> {
     let cloud = cloud_settings(&state.db).await?;
     let records: Vec<_> = list(&state.db)
         .await?
         .iter()
         .map(|r| r.record(&cloud))
         .collect();
-    super::answer(&records, &q, ALARM_ATTRS, "alarmEventRecordId")
+    answer(&records, &q, ALARM_ATTRS, "alarmEventRecordId", &uri)
 }
 
 fn not_found(id: &str) -> ApiError {

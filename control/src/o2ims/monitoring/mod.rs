@@ -24,17 +24,12 @@ pub mod service_config;
 
 use axum::Json;
 use axum::extract::MatchedPath;
-use serde::Serialize;
-use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::inventory::ListQuery;
-use super::query::{self, QueryError, SelectorParams};
 use super::{ApiVersion, ApiVersionInformation};
 use crate::auth::scope::ScopeRead;
 use crate::db::Db;
-use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
 
 /// The monitoring API's names: the implementations' (canonical) and the spec's.
@@ -45,44 +40,6 @@ pub const MONITORING_NAMES: [&str; 2] = [
 
 /// The monitoring API's major versions served, with the full version each stands for.
 pub const MONITORING_VERSIONS: [(&str, &str); 1] = [("v1", "1.1.0")];
-
-fn query_error(e: QueryError) -> ApiError {
-    ApiError::validation(vec![FieldError::new(e.parameter, e.message)])
-}
-
-/// Serialises, filters and selects a list (`attrs`: the attribute names; `id`: the
-/// identifier attribute).
-pub(crate) fn answer<T: Serialize>(
-    items: &[T],
-    q: &ListQuery,
-    attrs: &[&str],
-    id: &str,
-) -> Result<Json<Vec<Value>>, ApiError> {
-    let filter = match &q.filter {
-        Some(f) => {
-            let f = query::parse_filter(f).map_err(query_error)?;
-            f.check_attributes(attrs).map_err(query_error)?;
-            Some(f)
-        }
-        None => None,
-    };
-    let selector = SelectorParams {
-        all_fields: q.all_fields.clone(),
-        fields: q.fields.clone(),
-        exclude_fields: q.exclude_fields.clone(),
-        exclude_default: q.exclude_default.clone(),
-    }
-    .selector(attrs)
-    .map_err(query_error)?;
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let v = serde_json::to_value(item).map_err(|e| ApiError::internal(&e))?;
-        if filter.as_ref().is_none_or(|f| f.matches(&v)) {
-            out.push(selector.apply(v, id, &[]));
-        }
-    }
-    Ok(Json(out))
-}
 
 fn version_info(path: &MatchedPath, major: Option<&str>) -> ApiVersionInformation {
     let prefix = path.as_str().trim_end_matches("/api_versions").to_owned();
