@@ -2,6 +2,9 @@
 //! authentication, every RFC 6749 §5.2 error, throttling), the scopes of each O2ims route class
 //! for clients and users, and client tokens refused by the REST API under `/api`.
 
+// Test helpers may unwrap: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use axum::body::Body;
@@ -195,7 +198,7 @@ async fn scopes_on_each_route_class(app: &TestApp) {
     let reader = client_token(app, "reader", &reader).await;
     let subscriber = client_token(app, "subscriber", &subscriber).await;
     let reads = [
-        format!("{V1}"),
+        V1.to_owned(),
         format!("{V1}/api_versions"),
         "/o2ims-infrastructureInventory/api_versions".to_owned(),
         format!("{V1}/resourceTypes"),
@@ -343,9 +346,8 @@ async fn alarm_route_scopes(app: &TestApp) {
     let subscriber = client_token(app, "subscriber", &subscriber).await;
     let manager = add_client(app, "manager", &[Scope::Alarms]).await;
     let manager = client_token(app, "manager", &manager).await;
-    let call = |method: Method, uri: String, token: String, body: Option<serde_json::Value>| {
-        let app = app;
-        async move { app.call(method, &uri, Some(&token), body).await }
+    let call = |method: Method, uri: String, token: String, body: Option<serde_json::Value>| async move {
+        app.call(method, &uri, Some(&token), body).await
     };
     for uri in ["alarms", "alarmSubscriptions", "alarmServiceConfiguration"] {
         let uri = format!("{MON}/{uri}");

@@ -4,6 +4,9 @@
 //! against its documented schema (required fields, types, no undocumented fields). Also the
 //! lists' paging (`limit`, `nextpage_opaque_marker`, `Link: rel="next"`).
 
+// Test helpers may unwrap: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::BTreeMap;

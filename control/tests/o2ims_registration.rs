@@ -2,6 +2,9 @@
 //! refuses twice then accepts, and HTTPS trusted through an extra CA), and inventory
 //! notifications delivered to a local HTTPS callback with a self-signed certificate.
 
+// Test helpers may unwrap: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::net::SocketAddr;
@@ -24,9 +27,12 @@ const V1: &str = "/o2ims-infrastructureInventory/v1";
 
 /// A local server recording what it is POSTed (body and `Authorization`), answering 503 to
 /// the first `fail_first` requests.
+/// A request's JSON body and `Authorization` header.
+type Received = (Value, Option<String>);
+
 #[derive(Clone, Default)]
 struct Recorder {
-    got: Arc<Mutex<Vec<(Value, Option<String>)>>>,
+    got: Arc<Mutex<Vec<Received>>>,
     requests: Arc<AtomicUsize>,
     fail_first: usize,
 }
@@ -93,7 +99,7 @@ impl Recorder {
         (format!("https://{addr}"), cert, handle)
     }
 
-    fn got(&self) -> Vec<(Value, Option<String>)> {
+    fn got(&self) -> Vec<Received> {
         self.got.lock().unwrap().clone()
     }
 }
