@@ -6,10 +6,11 @@
 //! `/o2ims-infrastructureInventory/v2` (inventory API 2.x; the objects are the same superset),
 //! and the spec's spelling `/O2ims_infrastructureInventory/{v1,v2}`; `api_versions` at both
 //! levels. Objects are camelCase as in O-RAN.WG6.O2IMS-INTERFACE; list endpoints take the ETSI
-//! SOL013 `filter` and attribute selectors ([`query`]). Callers need a bearer token with the route's scope
-//! ([`crate::auth::scope`]: an OAuth2 client token from `POST /oauth/token`, or a user's access
-//! token — an admin holds every scope, a viewer `o2ims:read`); errors are
-//! `application/problem+json`.
+//! SOL013 `filter` and attribute selectors ([`query`]) and pages. Callers need a bearer token
+//! with the route's scope ([`crate::auth::scope`]: an OAuth2 client token from
+//! `POST /oauth/token`, or a user's access token — an admin holds every scope, a viewer
+//! `o2ims:read`); errors are `application/problem+json`. The O2ims routes' own OpenAPI document
+//! is [`openapi`]; the O-Cloud registration with the SMO is [`registration`].
 //!
 //! Mapping ([`objects`]): the installation is the O-Cloud (its `oCloudId` is a random UUID
 //! stored in `settings` on first use); each site is a resource pool, an O-Cloud site and a
