@@ -7,7 +7,9 @@
 //! spec's `/O2ims_…` spellings: inventory, monitoring, whatever is routed) plus the OAuth2
 //! token endpoint `/oauth/token`, with only the component schemas those paths reference. So
 //! it documents exactly the handlers that serve the routes; `control/tests/o2ims_openapi.rs`
-//! checks real answers against it.
+//! checks real answers against it. It also describes the OAuth2 client-credentials scheme
+//! (`oauth2`, token URL `/oauth/token`) as an alternative to the `bearer` scheme of each
+//! protected operation, with the scope the operation needs ([`operation_scope`]).
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
@@ -18,13 +20,66 @@ use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::scope::ScopeRead;
+use crate::auth::scope::{Scope, ScopeRead};
 use crate::state::AppState;
 
 /// Whether `path` belongs in the O2ims document.
 #[must_use]
 pub fn is_o2ims_path(path: &str) -> bool {
     path == "/oauth/token" || path.starts_with("/o2ims-") || path.starts_with("/O2ims_")
+}
+
+/// The scope an O2ims operation needs: reads `o2ims:read`, subscription writes
+/// `o2ims:subscribe`, other writes (alarm acknowledgement and clearing, alarm service
+/// configuration) `o2ims:alarms` — as the handlers' extractors ([`crate::auth::scope`]) require.
+#[must_use]
+pub fn operation_scope(method: &str, path: &str) -> Scope {
+    if method.eq_ignore_ascii_case("get") {
+        Scope::Read
+    } else if path.contains("ubscriptions") {
+        Scope::Subscribe
+    } else {
+        Scope::Alarms
+    }
+}
+
+/// Adds the `oauth2` client-credentials scheme and, to each operation secured with `bearer`,
+/// the alternative `{"oauth2": [its scope]}`.
+fn add_oauth2(doc: &mut Value) {
+    let scopes: serde_json::Map<String, Value> = Scope::ALL
+        .iter()
+        .map(|s| {
+            let what = match s {
+                Scope::Read => "read the inventory, alarms and subscriptions",
+                Scope::Subscribe => "create and delete subscriptions",
+                Scope::Alarms => "acknowledge and clear alarms, configure the alarm service",
+            };
+            (s.as_str().to_owned(), Value::from(what))
+        })
+        .collect();
+    doc["components"]["securitySchemes"]["oauth2"] = serde_json::json!({
+        "type": "oauth2",
+        "description": "Client credentials of a client made with `ims-control client add`",
+        "flows": {"clientCredentials": {"tokenUrl": "/oauth/token", "scopes": scopes}}
+    });
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(ops) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in ops.iter_mut() {
+            let Some(security) = op.get_mut("security").and_then(Value::as_array_mut) else {
+                continue;
+            };
+            if security.is_empty() {
+                continue;
+            }
+            let scope = operation_scope(method, path).as_str();
+            security.push(serde_json::json!({ "oauth2": [scope] }));
+        }
+    }
 }
 
 /// Every `$ref` target (`#/components/schemas/NAME` → `NAME`) inside `v`.
@@ -77,6 +132,7 @@ pub fn o2ims_document(full: &Value) -> Value {
     {
         map.retain(|name, _| reached.contains(name));
     }
+    add_oauth2(&mut doc);
     doc["info"]["title"] = Value::from("ims-control O2ims API");
     doc["info"]["description"] = Value::from(
         "The O-RAN O2ims interface of ims-control: infrastructure inventory and monitoring, \
@@ -133,7 +189,10 @@ mod tests {
                     {"schema": {"$ref": "#/components/schemas/Site"}}}}}}},
                 "/o2ims-infrastructureInventory/v1/resourcePools": {"get": {"responses":
                     {"200": {"content": {"application/json": {"schema":
-                    {"$ref": "#/components/schemas/Pool"}}}}}}},
+                    {"$ref": "#/components/schemas/Pool"}}}}},
+                    "security": [{"bearer": []}]}},
+                "/o2ims-infrastructureInventory/v1/subscriptions": {"post": {"responses": {},
+                    "security": [{"bearer": []}]}},
                 "/oauth/token": {"post": {}}
             },
             "components": {"schemas": {
@@ -148,8 +207,24 @@ mod tests {
             paths,
             [
                 "/o2ims-infrastructureInventory/v1/resourcePools",
+                "/o2ims-infrastructureInventory/v1/subscriptions",
                 "/oauth/token"
             ]
+        );
+        let pools = &doc["paths"]["/o2ims-infrastructureInventory/v1/resourcePools"]["get"];
+        assert_eq!(
+            pools["security"],
+            json!([{"bearer": []}, {"oauth2": ["o2ims:read"]}])
+        );
+        let subs = &doc["paths"]["/o2ims-infrastructureInventory/v1/subscriptions"]["post"];
+        assert_eq!(subs["security"][1], json!({"oauth2": ["o2ims:subscribe"]}));
+        assert_eq!(
+            doc["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"]["tokenUrl"],
+            "/oauth/token"
+        );
+        assert_eq!(
+            operation_scope("patch", "/o2ims-infrastructureMonitoring/v1/alarms/{id}"),
+            Scope::Alarms
         );
         let schemas: Vec<_> = doc["components"]["schemas"]
             .as_object()
