@@ -16,6 +16,12 @@
 //! | `quic_listen` | `--quic-listen` | `IMS_QUIC_LISTEN` | `0.0.0.0:7443` |
 //! | `quic_names` | `--quic-name` (repeatable) | `IMS_QUIC_NAMES` (comma separated) | none |
 //! | `heartbeat_interval` | `--heartbeat-interval` | `IMS_HEARTBEAT_INTERVAL` | `10s` |
+//! | `smo_url` | `--smo-url` | `IMS_SMO_URL` | no O-Cloud registration |
+//! | `smo_token_file` | `--smo-token-file` | `IMS_SMO_TOKEN_FILE` | no bearer token for the SMO |
+//! | `smo_ca` | `--smo-ca` | `IMS_SMO_CA` | the system roots only |
+//! | `global_cloud_id` | `--global-cloud-id` | `IMS_GLOBAL_CLOUD_ID` | the stored one |
+//! | `ims_endpoint` | `--ims-endpoint` | `IMS_ENDPOINT` | stored `serviceUri`, else the listen URL |
+//! | `callback_ca` | `--callback-ca` | `IMS_CALLBACK_CA` | the system roots only |
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -27,6 +33,10 @@ use serde::Deserialize;
 use crate::auth::AuthSettings;
 use crate::db::redact_url;
 use crate::uplink::{DEFAULT_QUIC_LISTEN, UplinkSettings};
+
+mod o2ims;
+
+pub use o2ims::O2imsConfig;
 
 /// Default `listen`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
@@ -59,6 +69,18 @@ pub struct RawConfig {
     pub quic_names: Option<Vec<String>>,
     /// How often edges send heartbeats (`10s`, …).
     pub heartbeat_interval: Option<String>,
+    /// The SMO's O-Cloud registration URL (`http(s)://…`).
+    pub smo_url: Option<String>,
+    /// A file holding a bearer token for the SMO.
+    pub smo_token_file: Option<PathBuf>,
+    /// PEM CA certificates trusted for an `https://` SMO (besides the system roots).
+    pub smo_ca: Option<PathBuf>,
+    /// The SMO-assigned global cloud id (UUID).
+    pub global_cloud_id: Option<String>,
+    /// The public API root sent to the SMO as `IMS_EP`.
+    pub ims_endpoint: Option<String>,
+    /// PEM CA certificates trusted for `https://` O2ims callbacks (besides the system roots).
+    pub callback_ca: Option<PathBuf>,
 }
 
 impl fmt::Debug for RawConfig {
@@ -75,6 +97,12 @@ impl fmt::Debug for RawConfig {
             .field("quic_listen", &self.quic_listen)
             .field("quic_names", &self.quic_names)
             .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("smo_url", &self.smo_url)
+            .field("smo_token_file", &self.smo_token_file)
+            .field("smo_ca", &self.smo_ca)
+            .field("global_cloud_id", &self.global_cloud_id)
+            .field("ims_endpoint", &self.ims_endpoint)
+            .field("callback_ca", &self.callback_ca)
             .finish()
     }
 }
@@ -169,6 +197,8 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     /// The edge uplink's QUIC endpoint.
     pub uplink: UplinkSettings,
+    /// O-Cloud registration and outgoing O2ims TLS.
+    pub o2ims: O2imsConfig,
 }
 
 /// The file layer and the flag/variable layer.
@@ -345,6 +375,7 @@ impl ConfigSources {
             },
             log_format: self.log_format()?,
             uplink: self.uplink()?,
+            o2ims: self.o2ims()?,
         })
     }
 
@@ -543,6 +574,12 @@ mod tests {
             "quic_listen",
             "quic_names",
             "heartbeat_interval",
+            "smo_url",
+            "smo_token_file",
+            "smo_ca",
+            "global_cloud_id",
+            "ims_endpoint",
+            "callback_ca",
         ] {
             assert!(
                 EXAMPLE.contains(&format!("{key} =")),
@@ -560,6 +597,7 @@ mod tests {
         assert_eq!(c.auth, AuthSettings::default());
         assert_eq!(c.log_format, LogFormat::Human);
         assert_eq!(c.uplink, UplinkSettings::default());
+        assert_eq!(c.o2ims, O2imsConfig::default());
     }
 
     #[test]

@@ -201,6 +201,16 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "o2ims subscriptions",
         include_str!("../migrations/sqlite/0004_o2ims_subscriptions.sql"),
     ),
+    (
+        5,
+        "o2ims alarms",
+        include_str!("../migrations/sqlite/0005_o2ims_alarms.sql"),
+    ),
+    (
+        6,
+        "oauth clients",
+        include_str!("../migrations/sqlite/0006_oauth_clients.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -222,6 +232,16 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "o2ims subscriptions",
         include_str!("../migrations/postgres/0004_o2ims_subscriptions.sql"),
+    ),
+    (
+        5,
+        "o2ims alarms",
+        include_str!("../migrations/postgres/0005_o2ims_alarms.sql"),
+    ),
+    (
+        6,
+        "oauth clients",
+        include_str!("../migrations/postgres/0006_oauth_clients.sql"),
     ),
 ];
 

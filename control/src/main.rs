@@ -4,6 +4,8 @@
 //! ims-control serve [--listen ADDR] [--tls-cert PEM --tls-key PEM] [--access-ttl 15m]
 //!                   [--refresh-ttl 24h] [--log-format human|json]
 //!                   [--quic-listen ADDR] [--quic-name NAME]... [--heartbeat-interval 10s]
+//!                   [--smo-url URL [--smo-token-file FILE] [--smo-ca PEM]
+//!                    [--global-cloud-id UUID] [--ims-endpoint URL]] [--callback-ca PEM]
 //!                                                                      run the server
 //! ims-control user add NAME [--role admin|viewer] [--password-stdin]   create a user
 //! ims-control user passwd NAME [--password-stdin]                      set a password
@@ -12,7 +14,14 @@
 //! ims-control join-token --site NAME [--ttl 1h] [--count N]            one-time edge tokens
 //! ims-control worker list                                              list edge workers
 //! ims-control worker revoke ID                                         revoke an edge worker
+//! ims-control client add NAME [--scope SCOPE]... [--description TEXT]  OAuth2 client (O2ims)
+//! ims-control client secret NAME                                      new client secret
+//! ims-control client del NAME                                         delete a client
+//! ims-control client list                                             list clients
 //! ```
+//!
+//! `client add` and `client secret` print the client id and its new secret once (the store
+//! keeps only an argon2 hash); FOCOM trades them for a token at `POST /oauth/token`.
 //!
 //! `serve` also runs the edge uplink (QUIC, UDP `--quic-listen`, default 0.0.0.0:7443) and logs
 //! `quic listening on IP:PORT` after the HTTP `listening on` line. `join-token` prints the
@@ -30,6 +39,9 @@
 //! configuration, 1 for any other failure.
 #![forbid(unsafe_code)]
 
+#[path = "main/clients_cmd.rs"]
+mod clients_cmd;
+
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +54,7 @@ use ims_control::auth::password;
 use ims_control::config::{ConfigSources, LogFormat, RawConfig, ServeConfig};
 use ims_control::db::{Db, StoreError, format_ts, now_ms};
 use ims_control::model::UserRole;
+use ims_control::o2ims::{delivery, registration};
 use ims_control::server::{self, FirstAdmin};
 use ims_control::state::AppState;
 use ims_control::store::users::{self, UserChange};
@@ -75,6 +88,7 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 enum Cmd {
     /// Run the control plane.
     Serve(ServeArgs),
@@ -96,6 +110,9 @@ enum Cmd {
     /// Manage edge workers.
     #[command(subcommand)]
     Worker(WorkerCmd),
+    /// Manage the OAuth2 clients of the O2ims API (client-credentials grant).
+    #[command(subcommand)]
+    Client(clients_cmd::ClientCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,6 +161,26 @@ struct ServeArgs {
     /// How often edges send a heartbeat [default: 10s].
     #[arg(long, env = "IMS_HEARTBEAT_INTERVAL", value_name = "DURATION")]
     heartbeat_interval: Option<String>,
+    /// Register the O-Cloud with the SMO at this http(s) URL at start (retried until
+    /// accepted).
+    #[arg(long, env = "IMS_SMO_URL", value_name = "URL")]
+    smo_url: Option<String>,
+    /// A file holding a bearer token for the SMO.
+    #[arg(long, env = "IMS_SMO_TOKEN_FILE", value_name = "FILE")]
+    smo_token_file: Option<PathBuf>,
+    /// PEM CA certificates trusted for an https SMO (besides the system roots).
+    #[arg(long, env = "IMS_SMO_CA", value_name = "PEM")]
+    smo_ca: Option<PathBuf>,
+    /// The global cloud id the SMO assigned (UUID; stored for later starts).
+    #[arg(long, env = "IMS_GLOBAL_CLOUD_ID", value_name = "UUID")]
+    global_cloud_id: Option<String>,
+    /// The public API root sent to the SMO as IMS_EP [default: the stored serviceUri, else
+    /// the listen URL].
+    #[arg(long, env = "IMS_ENDPOINT", value_name = "URL")]
+    ims_endpoint: Option<String>,
+    /// PEM CA certificates trusted for https O2ims callbacks (besides the system roots).
+    #[arg(long, env = "IMS_CALLBACK_CA", value_name = "PEM")]
+    callback_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -254,6 +291,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
         layer
             .heartbeat_interval
             .clone_from(&args.heartbeat_interval);
+        layer.smo_url.clone_from(&args.smo_url);
+        layer.smo_token_file.clone_from(&args.smo_token_file);
+        layer.smo_ca.clone_from(&args.smo_ca);
+        layer.global_cloud_id.clone_from(&args.global_cloud_id);
+        layer.ims_endpoint.clone_from(&args.ims_endpoint);
+        layer.callback_ca.clone_from(&args.callback_ca);
     }
     let sources = ConfigSources::load(cli.config.as_deref(), layer).map_err(usage)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -305,6 +348,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 let db = server::open_store(&location).await?;
                 db.migrate().await.context("migrating the store")?;
                 let result = worker_command(&db, cmd).await;
+                db.close().await;
+                result
+            })
+        }
+        Cmd::Client(cmd) => {
+            let location = sources.store().map_err(usage)?;
+            runtime.block_on(async {
+                let db = server::open_store(&location).await?;
+                db.migrate().await.context("migrating the store")?;
+                let result = clients_cmd::client_command(&db, cmd).await;
                 db.close().await;
                 result
             })
@@ -443,6 +496,13 @@ async fn serve(config: ServeConfig) -> Result<(), Failure> {
         Some(files) => Some(server::load_tls(files).map_err(usage)?),
         None => None,
     };
+    if let Some(path) = &config.o2ims.callback_ca {
+        let certs = delivery::load_ca_file(path)
+            .map_err(|m| usage(anyhow::anyhow!("--callback-ca: {m}")))?;
+        delivery::trust_callback_cas(certs);
+    }
+    let smo = registration::Registration::from_config(&config.o2ims)
+        .map_err(|e| usage(anyhow::anyhow!("{e}")))?;
     let db = server::open_store(&config.store).await?;
     db.migrate().await.context("migrating the store")?;
     let given = std::env::var("IMS_ADMIN_PASSWORD")
@@ -496,7 +556,15 @@ async fn serve(config: ServeConfig) -> Result<(), Failure> {
         let _ = stop_tx.send(true);
     });
     let quic = tokio::spawn(uplink.run(stopped(stop_rx.clone())));
+    let registration = smo.map(|mut r| {
+        r.fallback_endpoint = format!("{scheme}://{local}");
+        info!(smo_url = %r.smo_url, "registering the O-Cloud with the SMO");
+        tokio::spawn(registration::run(db.clone(), r, state.metrics.clone()))
+    });
     let result = server::serve(state, listener, tls, stopped(stop_rx)).await;
+    if let Some(task) = registration {
+        task.abort();
+    }
     let _ = quic.await;
     db.close().await;
     result.context("HTTP server")?;

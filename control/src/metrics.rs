@@ -10,6 +10,8 @@
 //! | `ims_control_db_pool_connections` | gauge | | open store connections |
 //! | `ims_control_db_pool_idle` | gauge | | idle store connections |
 //! | `ims_control_build_info` | gauge (always 1) | `version` | the running version |
+//! | `ims_o2ims_registered` | gauge | | 1 once the SMO accepted the O-Cloud registration |
+//! | `ims_o2ims_registration_attempts_total` | counter | | registration POSTs sent |
 //!
 //! `route` is the matched route template (`/api/users/{id}`), or `unmatched` for requests no
 //! route matched, so the label set stays bounded; `method` is one of the standard HTTP methods
@@ -64,6 +66,10 @@ pub struct Metrics {
     pool_connections: Gauge,
     pool_idle: Gauge,
     clock: Arc<dyn Clock>,
+    /// `ims_o2ims_registered`: 1 once the SMO accepted the registration, else 0.
+    pub o2ims_registered: Gauge,
+    /// `ims_o2ims_registration_attempts_total`: registration POSTs sent.
+    pub o2ims_registration_attempts: Counter,
 }
 
 impl fmt::Debug for Metrics {
@@ -118,6 +124,18 @@ impl Metrics {
             "The running version (value 1)",
             build,
         );
+        let o2ims_registered = Gauge::default();
+        registry.register(
+            "ims_o2ims_registered",
+            "1 once the SMO accepted the O-Cloud registration, else 0",
+            o2ims_registered.clone(),
+        );
+        let o2ims_registration_attempts = Counter::default();
+        registry.register(
+            "ims_o2ims_registration_attempts",
+            "O-Cloud registration POSTs sent to the SMO",
+            o2ims_registration_attempts.clone(),
+        );
         Self {
             registry,
             requests,
@@ -125,6 +143,8 @@ impl Metrics {
             pool_connections,
             pool_idle,
             clock,
+            o2ims_registered,
+            o2ims_registration_attempts,
         }
     }
 

@@ -195,6 +195,8 @@ pub async fn serve(
 ) -> io::Result<()> {
     // O2ims change detection and notification delivery, stopped with the server.
     let notifications = crate::o2ims::delivery::spawn(&state.db);
+    // O2ims alarm evaluation and alarm notification delivery, likewise.
+    let alarms = crate::o2ims::monitoring::spawn(&state.db);
     let handle = Handle::new();
     let stopper = handle.clone();
     let stop_task = tokio::spawn(async move {
@@ -221,5 +223,6 @@ pub async fn serve(
     };
     stop_task.abort();
     drop(notifications);
+    drop(alarms);
     result
 }

@@ -409,3 +409,234 @@ fn failed_logins_from_one_address_are_throttled() {
         .unwrap_or_else(|| panic!("no Retry-After in {}", a.body));
     assert!((1..=300).contains(&retry), "{retry}");
 }
+
+fn client(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = ims_control();
+    cmd.arg("client").args(args).arg("--data-dir").arg(dir);
+    cmd
+}
+
+/// `client_id: X` and `client_secret: Y` from `client add`/`client secret` output.
+fn printed_credentials(stdout: &str) -> (String, String) {
+    let field = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+            .trim()
+            .to_owned()
+    };
+    (field("client_id: "), field("client_secret: "))
+}
+
+fn client_token(base: &str, id: &str, secret: &str) -> process::Answer {
+    curl(
+        "POST",
+        &format!("{base}/oauth/token"),
+        None,
+        None,
+        &[
+            "-u",
+            &format!("{id}:{secret}"),
+            "-d",
+            "grant_type=client_credentials",
+        ],
+    )
+}
+
+#[test]
+fn client_subcommands() {
+    let dir = TempDir::new("ims-cli-clients");
+    let d = dir.path();
+
+    let out = run(
+        client(
+            d,
+            &[
+                "add",
+                "FOCOM",
+                "--scope",
+                "o2ims:read",
+                "--scope",
+                "o2ims:subscribe",
+                "--description",
+                "the SMO",
+            ],
+        ),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let (id, secret) = printed_credentials(&stdout);
+    assert_eq!(id, "focom");
+    assert_eq!(secret.len(), 64, "32 random bytes as hex: {stdout}");
+    assert!(stdout.contains("o2ims:read o2ims:subscribe") && stdout.contains("shown once"));
+
+    let out = run(client(d, &["add", "reader"]), None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (_, reader_secret) = printed_credentials(&text(&out.stdout));
+    assert_ne!(reader_secret, secret);
+
+    let out = run(client(d, &["add", "focom"]), None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("client secret focom"));
+    let out = run(client(d, &["add", "x", "--scope", "admin"]), None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("o2ims:read"));
+    let out = run(client(d, &["add", "bad name"]), None);
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = run(client(d, &["list"]), None);
+    assert!(out.status.success());
+    let listing = text(&out.stdout);
+    let rows: Vec<Vec<&str>> = listing
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{listing}");
+    assert_eq!(rows[0][..3], ["CLIENT_ID", "SCOPES", "CREATED"]);
+    assert_eq!(rows[1][..3], ["focom", "o2ims:read", "o2ims:subscribe"]);
+    assert!(listing.contains("the SMO"));
+    assert_eq!(rows[2][..2], ["reader", "o2ims:read"]);
+    assert!(!listing.contains(&secret), "secrets are never listed");
+
+    // The server accepts the secret; a rotated secret replaces it.
+    let mut s = Server::start(serve(d));
+    let ok = client_token(&s.url, &id, &secret);
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.json()["scope"], "o2ims:read o2ims:subscribe");
+    let token = ok.json()["access_token"].as_str().unwrap().to_owned();
+    let inventory = curl(
+        "GET",
+        &format!("{}/o2ims-infrastructureInventory/v1/resourcePools", s.url),
+        Some(&token),
+        None,
+        &[],
+    );
+    assert_eq!(inventory.status, 200, "{}", inventory.body);
+
+    let out = run(client(d, &["secret", "focom"]), None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (_, rotated) = printed_credentials(&text(&out.stdout));
+    assert_ne!(rotated, secret);
+    assert_eq!(client_token(&s.url, &id, &secret).status, 401);
+    assert_eq!(client_token(&s.url, &id, &rotated).status, 200);
+    let out = run(client(d, &["secret", "nobody"]), None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("client list"));
+
+    // Deleting the client ends its tokens at once.
+    let out = run(client(d, &["del", "focom"]), None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "deleted client focom");
+    let gone = curl(
+        "GET",
+        &format!("{}/o2ims-infrastructureInventory/v1/resourcePools", s.url),
+        Some(&token),
+        None,
+        &[],
+    );
+    assert_eq!(gone.status, 401, "{}", gone.body);
+    assert!(gone.body.contains("no longer exists"), "{}", gone.body);
+    let out = run(client(d, &["del", "focom"]), None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !s.stderr()
+            .iter()
+            .any(|l| l.contains(&secret) || l.contains(&rotated)),
+        "secrets are never logged"
+    );
+    assert!(s.terminate().success());
+}
+
+/// A one-thread SMO on a loopback port: answers 503 to the first request and 200 to the next,
+/// and hands over each request's body. Stops after two requests.
+fn fake_smo() -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/register", listener.local_addr().expect("addr"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().take(2).enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+            let status = if n == 0 {
+                "503 Service Unavailable"
+            } else {
+                "200 OK"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn serve_registers_with_the_smo() {
+    let dir = TempDir::new("ims-cli-smo");
+    let (smo_url, bodies) = fake_smo();
+    let global = "8c1c151d-2dbb-4d5e-9ff5-2f1a3b1c2d3e";
+    let token_file = dir.path().join("smo-token");
+    std::fs::write(&token_file, "smo-secret-token\n").unwrap();
+    let mut cmd = serve(dir.path());
+    cmd.args(["--smo-url", &smo_url, "--global-cloud-id", global])
+        .arg("--smo-token-file")
+        .arg(&token_file);
+    let mut s = Server::start(cmd);
+    let wait = std::time::Duration::from_secs(15);
+    let first = bodies.recv_timeout(wait).expect("first registration POST");
+    let second = bodies.recv_timeout(wait).expect("retried after the 503");
+    assert_eq!(first, second, "the same body every time");
+    let body: serde_json::Value = serde_json::from_str(&second).unwrap();
+    assert_eq!(body["globalCloudId"], global);
+    assert_eq!(body["IMS_EP"], s.url.as_str());
+    assert_eq!(
+        body["smo_token_data"]["smo_token_payload"],
+        "smo-secret-token"
+    );
+    assert!(body["oCloudId"].as_str().is_some_and(|id| id.len() == 36));
+    let mut registered = false;
+    for _ in 0..50 {
+        let m = curl("GET", &format!("{}/metrics", s.url), None, None, &[]);
+        if m.body.contains("ims_o2ims_registered 1") {
+            assert!(
+                m.body.contains("ims_o2ims_registration_attempts_total 2"),
+                "{}",
+                m.body
+            );
+            registered = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(registered, "ims_o2ims_registered never became 1");
+    assert!(s.terminate().success());
+    let log = s.stderr().join("\n");
+    assert!(log.contains("O-Cloud registered with the SMO"), "{log}");
+    assert!(
+        !log.contains("smo-secret-token"),
+        "the SMO token is never logged"
+    );
+    // A bad setting is a usage error.
+    let mut bad = serve(dir.path());
+    bad.args(["--smo-url", "smo.example"]);
+    let out = run(bad, None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--smo-url"));
+}

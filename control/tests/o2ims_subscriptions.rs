@@ -134,12 +134,7 @@ async fn crud(app: &TestApp) {
         .collect();
     fields.sort();
     assert_eq!(fields, ["callback", "consumerSubscriptionId", "filter"]);
-    for bad in [
-        "https://smo.example/",
-        "ftp://smo.example/",
-        "/relative",
-        "nonsense",
-    ] {
+    for bad in ["ftp://smo.example/", "/relative", "nonsense"] {
         let r = app
             .post(&format!("{V1}/subscriptions"), json!({"callback": bad}))
             .await;

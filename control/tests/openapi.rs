@@ -66,6 +66,8 @@ const PROMISED: &[&str] = &[
 const PUBLIC: &[&str] = &[
     "/api/token",
     "/api/token/refresh",
+    // The OAuth2 token endpoint authenticates the client itself (HTTP Basic or form fields).
+    "/oauth/token",
     "/healthz",
     "/readyz",
     "/metrics",

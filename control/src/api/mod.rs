@@ -19,6 +19,7 @@ pub mod boot_profiles;
 pub mod clusters;
 pub mod ippools;
 pub mod machines;
+pub mod oauth;
 pub mod ops;
 pub mod page;
 pub mod site_config;
@@ -102,6 +103,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_json))
         .merge(ops::routes())
         .merge(token::routes())
+        .merge(oauth::routes())
         .merge(users::routes())
         .merge(clusters::routes())
         .merge(machines::routes())

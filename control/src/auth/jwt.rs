@@ -3,6 +3,11 @@
 //! verifies with the same key. Keys carry a `kid`; tokens signed with any known key verify, so a
 //! rotation (new current key, old one kept until its tokens expire) logs nobody out early.
 //! Keys are never logged (`Debug` shows only the key ids).
+//!
+//! Besides users' access and refresh tokens, the same keys sign the OAuth2 client tokens of
+//! the O2ims API ([`TokenKind::Client`], `typ = "client"`, with the granted scopes in the
+//! `scope` claim): [`Keys::verify`] refuses them where an access token is expected, so only
+//! the O2ims extractors ([`crate::auth::scope`], through [`Keys::verify_o2ims`]) accept them.
 
 use std::fmt;
 
@@ -24,6 +29,8 @@ pub enum TokenKind {
     Access,
     /// Longer-lived; only buys new access tokens.
     Refresh,
+    /// An OAuth2 client's token (client-credentials grant): only the O2ims API accepts it.
+    Client,
 }
 
 impl TokenKind {
@@ -31,6 +38,7 @@ impl TokenKind {
         match self {
             Self::Access => "access",
             Self::Refresh => "refresh",
+            Self::Client => "client",
         }
     }
 }
@@ -52,6 +60,9 @@ pub struct Claims {
     pub exp: i64,
     /// Unique token id.
     pub jti: String,
+    /// The granted O2ims scopes, space-separated (client tokens only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 impl Claims {
@@ -67,7 +78,31 @@ impl Claims {
             iat,
             exp: iat.saturating_add(ttl_secs),
             jti: random_hex(16),
+            scope: None,
         }
+    }
+
+    /// Claims of an OAuth2 client token for `client_id` with `scope` (space-separated),
+    /// valid for `ttl_secs` from `now_ms`. `role` is `viewer` (unused: the scopes decide).
+    #[must_use]
+    pub fn client(client_id: &str, scope: &str, now_ms: i64, ttl_secs: i64) -> Self {
+        let iat = now_ms / 1000;
+        Self {
+            sub: format!("client:{client_id}"),
+            name: client_id.to_owned(),
+            role: UserRole::Viewer,
+            typ: TokenKind::Client.as_str().to_owned(),
+            iat,
+            exp: iat.saturating_add(ttl_secs),
+            jti: random_hex(16),
+            scope: Some(scope.to_owned()),
+        }
+    }
+
+    /// Whether this is an OAuth2 client token.
+    #[must_use]
+    pub fn is_client(&self) -> bool {
+        self.typ == TokenKind::Client.as_str()
     }
 
     /// The user these claims name.
@@ -99,6 +134,12 @@ pub enum TokenError {
         /// What was expected.
         expected: &'static str,
     },
+    /// An OAuth2 client token where a user's access token belongs (the REST API under `/api`).
+    #[error(
+        "this is an OAuth2 client token, which only the O2ims API accepts; the REST API needs a \
+         user's access token from POST /api/token"
+    )]
+    ClientToken,
     /// Malformed, unknown key, or bad signature.
     #[error("invalid token; log in again at POST /api/token/")]
     Invalid,
@@ -220,6 +261,35 @@ impl Keys {
     /// # Errors
     /// See [`TokenError`].
     pub fn verify(&self, token: &str, kind: TokenKind) -> Result<Claims, TokenError> {
+        let claims = self.decode(token)?;
+        if claims.typ != kind.as_str() {
+            if claims.is_client() {
+                return Err(TokenError::ClientToken);
+            }
+            return Err(TokenError::WrongKind {
+                expected: kind.as_str(),
+            });
+        }
+        Ok(claims)
+    }
+
+    /// Verifies a token for the O2ims API: a user's access token or a client token.
+    ///
+    /// # Errors
+    /// See [`TokenError`].
+    pub fn verify_o2ims(&self, token: &str) -> Result<Claims, TokenError> {
+        let claims = self.decode(token)?;
+        if claims.typ == TokenKind::Access.as_str() || claims.is_client() {
+            Ok(claims)
+        } else {
+            Err(TokenError::WrongKind {
+                expected: TokenKind::Access.as_str(),
+            })
+        }
+    }
+
+    /// Signature and expiry only.
+    fn decode(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         let key = match &header.kid {
             Some(kid) => self.keys.iter().find(|k| &k.kid == kid),
@@ -235,11 +305,6 @@ impl Keys {
                 _ => TokenError::Invalid,
             },
         )?;
-        if data.claims.typ != kind.as_str() {
-            return Err(TokenError::WrongKind {
-                expected: kind.as_str(),
-            });
-        }
         Ok(data.claims)
     }
 }
@@ -290,6 +355,23 @@ mod tests {
             k.verify(&tampered, TokenKind::Access),
             Err(TokenError::Invalid)
         );
+    }
+
+    #[test]
+    fn client_tokens_only_verify_for_o2ims() {
+        let k = keys();
+        let token = k.issue(&Claims::client("focom", "o2ims:read", now_ms(), 60));
+        assert_eq!(
+            k.verify(&token, TokenKind::Access),
+            Err(TokenError::ClientToken)
+        );
+        let claims = k.verify_o2ims(&token).unwrap();
+        assert!(claims.is_client());
+        assert_eq!(claims.scope.as_deref(), Some("o2ims:read"));
+        let access = k.issue(&Claims::new(&user(), TokenKind::Access, now_ms(), 60));
+        assert!(!k.verify_o2ims(&access).unwrap().is_client());
+        let refresh = k.issue(&Claims::new(&user(), TokenKind::Refresh, now_ms(), 60));
+        assert!(k.verify_o2ims(&refresh).is_err());
     }
 
     #[test]

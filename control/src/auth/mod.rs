@@ -4,6 +4,7 @@
 //! - [`AuthUser`]: any valid access token (admin or viewer) — for reads.
 //! - [`AdminUser`]: an access token of an `admin` — for writes; a viewer gets 403.
 
+pub mod clients;
 pub mod jwt;
 pub mod password;
 pub mod scope;

@@ -15,7 +15,7 @@ use std::str::FromStr;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, bearer_token, clients};
 use crate::error::ApiError;
 use crate::model::UserRole;
 use crate::state::AppState;
@@ -115,7 +115,9 @@ impl Caller {
                 user.username
             )),
             Self::Client { client_id, .. } => ApiError::forbidden(format!(
-                "client `{client_id}` lacks the `{scope}` scope; grant it with `ims-control client add --scope {scope}`"
+                "client `{client_id}` lacks the `{scope}` scope; an admin can delete the client \
+                 and add it again with `ims-control client add {client_id} --scope {scope}` (and \
+                 its other scopes), or request the scope in POST /oauth/token if it is granted"
             )),
         })
     }
@@ -124,12 +126,45 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
+    /// A user's access token (`POST /api/token`) or an OAuth2 client token
+    /// (`POST /oauth/token`). A client is read again from the store on every request, so a
+    /// deleted client's tokens stop working at once and its scopes are those still granted.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        // Client-credentials tokens are recognised here once the OAuth2 module exists; until
-        // then every caller is a user.
-        AuthUser::from_request_parts(parts, state)
-            .await
-            .map(Self::User)
+        let Some(token) = bearer_token(parts) else {
+            return Err(ApiError::unauthorized(
+                "this route needs `Authorization: Bearer <token>`: an OAuth2 client token from \
+                 POST /oauth/token (client credentials) or a user's access token from \
+                 POST /api/token",
+            ));
+        };
+        let claims = state
+            .auth
+            .keys
+            .verify_o2ims(token)
+            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        if !claims.is_client() {
+            return claims.user().map(Self::User);
+        }
+        let Some(client) = clients::get(&state.db, &claims.name).await? else {
+            return Err(ApiError::unauthorized(format!(
+                "OAuth2 client `{}` no longer exists; ask an admin for a new client",
+                claims.name
+            )));
+        };
+        let scopes = claims
+            .scope
+            .as_deref()
+            .map(clients::parse_scopes)
+            .transpose()
+            .map_err(|e| ApiError::unauthorized(format!("invalid token scope: {e}")))?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| client.scopes.contains(s))
+            .collect();
+        Ok(Self::Client {
+            client_id: client.client_id,
+            scopes,
+        })
     }
 }
 

@@ -9,17 +9,26 @@
 //! subscription. A slow or dead callback delays only its own subscription: deliveries run in
 //! their own tasks, at most [`MAX_IN_FLIGHT`] at once, apart from the API.
 //!
-//! Callbacks are plain HTTP/1.1 (`http://`); see [`super::subscriptions`].
+//! Callbacks are HTTP/1.1 over `http://` or `https://` (rustls with the `ring` provider, TLS
+//! 1.2 and 1.3). HTTPS callbacks are verified against the system's trusted roots (read once,
+//! with `rustls-native-certs`) plus the CAs given with `--callback-ca FILE` (`IMS_CALLBACK_CA`,
+//! [`trust_callback_cas`]); a callback whose certificate does not verify is not delivered and
+//! is retried like any other failure (its `last_error` says why).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{Request, header};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use tokio::task::JoinSet;
 
 use crate::db::{Db, StoreError, now_ms};
@@ -37,17 +46,103 @@ pub const MAX_IN_FLIGHT: usize = 32;
 /// How often the queue is polled.
 pub const POLL: Duration = Duration::from_millis(200);
 
-/// The HTTP client used for callbacks.
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// The HTTP(S) client used for callbacks.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// A new callback client (HTTP/1.1, connections kept alive per callback host).
+/// Extra CAs trusted for HTTPS callbacks (`--callback-ca`), set once at start.
+static CALLBACK_CAS: RwLock<Vec<CertificateDer<'static>>> = RwLock::new(Vec::new());
+
+/// Trusts `certs` (besides the system roots) for the HTTPS callbacks of every [`client()`]
+/// made afterwards.
+pub fn trust_callback_cas(certs: Vec<CertificateDer<'static>>) {
+    *CALLBACK_CAS.write().unwrap_or_else(PoisonError::into_inner) = certs;
+}
+
+/// Reads the PEM certificates of a CA file (for `--callback-ca` and `--smo-ca`).
+///
+/// # Errors
+/// The file cannot be read or holds no certificate.
+pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| format!("cannot read CA certificates from {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{} holds no `BEGIN CERTIFICATE` block; give a PEM CA certificate",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// The system's trusted roots, read once (unreadable ones are skipped with a warning).
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        if !found.errors.is_empty() {
+            tracing::warn!(
+                "some system CA certificates could not be read ({} errors); HTTPS callbacks \
+                 use the rest",
+                found.errors.len()
+            );
+        }
+        found.certs
+    })
+}
+
+/// A rustls client configuration (ring, TLS 1.2 and 1.3) trusting the system roots and
+/// `extra`.
 #[must_use]
-pub fn client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(SEND_TIMEOUT));
+pub fn tls_config(extra: &[CertificateDer<'static>]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    let (_, ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
+    if ignored > 0 {
+        tracing::debug!("{ignored} system CA certificates are not usable by rustls");
+    }
+    for cert in extra {
+        if let Err(e) = roots.add(cert.clone()) {
+            tracing::warn!("a configured CA certificate is not usable: {e}");
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    match rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+    {
+        Ok(builder) => builder.with_root_certificates(roots).with_no_client_auth(),
+        // The ring provider supports the default versions; this branch is not taken.
+        Err(_) => rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+    }
+}
+
+/// A client for `http://` and `https://` URLs trusting the system roots and `extra`
+/// (HTTP/1.1, connections kept alive per host).
+#[must_use]
+pub fn client_trusting(extra: &[CertificateDer<'static>]) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(SEND_TIMEOUT));
+    http.enforce_http(false);
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config(extra))
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build(connector)
+}
+
+/// A new callback client: `http://` and `https://` (the system roots plus the CAs of
+/// [`trust_callback_cas`]).
+#[must_use]
+pub fn client() -> HttpClient {
+    let extra = CALLBACK_CAS
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    client_trusting(&extra)
 }
 
 /// The delay before retry number `attempts` (1 after the first failure): 1 s, 2 s, 4 s, …,
@@ -143,7 +238,7 @@ pub async fn post(client: &HttpClient, callback: &str, body: &str) -> Result<(),
         let response = client
             .request(request)
             .await
-            .map_err(|e| format!("cannot reach the callback: {e}"))?;
+            .map_err(|e| format!("cannot reach the callback: {}", error_chain(&e)))?;
         let status = response.status();
         // Read the answer so the connection can be reused; its content does not matter.
         let _ = response.into_body().collect().await;
@@ -160,6 +255,21 @@ pub async fn post(client: &HttpClient, callback: &str, body: &str) -> Result<(),
             SEND_TIMEOUT.as_secs()
         )),
     }
+}
+
+/// An error and its causes (a TLS failure is only in the causes of the client's error).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let c_text = c.to_string();
+        if !text.contains(&c_text) {
+            text.push_str(": ");
+            text.push_str(&c_text);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Records the outcome of sending `q` at `now`: deletes it when delivered, else counts the

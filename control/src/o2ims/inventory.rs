@@ -1,12 +1,14 @@
 //! The inventory handlers, with paths relative to a version prefix
 //! (`/o2ims-infrastructureInventory/v1` and the others; see [`crate::o2ims::routes()`]).
 //!
-//! Lists answer a JSON array after the SOL013 filter and selectors ([`super::query`]); one
-//! object is looked up by its UUID (an unknown or malformed id is 404).
+//! Lists answer a JSON array after the SOL013 filter and selectors ([`super::query`]), at most
+//! `limit` (default and maximum 1000) objects per page with a `Link: <…>; rel="next"` header
+//! carrying the `nextpage_opaque_marker` of the next page ([`page`]); one object is looked up
+//! by its UUID (an unknown or malformed id is 404).
 
 use axum::Json;
-use axum::extract::{MatchedPath, State};
-use axum::http::{HeaderMap, header};
+use axum::extract::{MatchedPath, OriginalUri, State};
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
@@ -19,7 +21,7 @@ use super::objects::{
 };
 use super::query::{self, QueryError, SelectorParams};
 use super::{ApiVersion, ApiVersionInformation, CloudSettings, INVENTORY_VERSIONS, cloud_settings};
-use crate::auth::AuthUser;
+use crate::auth::scope::ScopeRead;
 use crate::error::{ApiError, ApiPath, ApiQuery, FieldError};
 use crate::state::AppState;
 use crate::store::sites::Site;
@@ -39,20 +41,55 @@ pub struct ListQuery {
     pub all_fields: Option<String>,
     /// Leave out the attributes excluded by default (a flag; the default).
     pub exclude_default: Option<String>,
+    /// The page to answer: the marker from the previous page's `Link: <…>; rel="next"`
+    /// header (opaque; absent for the first page).
+    pub nextpage_opaque_marker: Option<String>,
+    /// Most objects per page, 1 to 1000 (default 1000).
+    pub limit: Option<String>,
+}
+
+/// A page of a list: its `Link` header (when more follow) and the objects.
+pub type Paged = (HeaderMap, Json<Vec<Value>>);
+
+/// Cuts the page `q` asks for out of `items` (already filtered and selected, in a stable
+/// order) and adds the `Link: <…>; rel="next"` header when more follow.
+///
+/// # Errors
+/// A malformed `nextpage_opaque_marker` or `limit` (400).
+pub fn page(items: Vec<Value>, q: &ListQuery, uri: &Uri) -> Result<Paged, ApiError> {
+    let paging = query::parse_paging(q.nextpage_opaque_marker.as_deref(), q.limit.as_deref())
+        .map_err(query_error)?;
+    let total = items.len();
+    let mut headers = HeaderMap::new();
+    let path = uri
+        .path_and_query()
+        .map_or_else(|| uri.path(), |pq| pq.as_str());
+    if let Some(link) = query::next_link(path, paging, total) {
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            headers.insert(header::LINK, v);
+        }
+    }
+    let items = items
+        .into_iter()
+        .skip(paging.start)
+        .take(paging.limit)
+        .collect();
+    Ok((headers, Json(items)))
 }
 
 fn query_error(e: QueryError) -> ApiError {
     ApiError::validation(vec![FieldError::new(e.parameter, e.message)])
 }
 
-/// Serialises, filters and selects a list. `attrs` are the type's attribute names, `id` its
-/// identifier attribute.
-fn answer<T: Serialize>(
+/// Serialises, filters, selects and pages a list. `attrs` are the type's attribute names,
+/// `id` its identifier attribute.
+pub(crate) fn answer<T: Serialize>(
     items: &[T],
     q: &ListQuery,
     attrs: &[&str],
     id: &str,
-) -> Result<Json<Vec<Value>>, ApiError> {
+    uri: &Uri,
+) -> Result<Paged, ApiError> {
     let filter = match &q.filter {
         Some(f) => {
             let f = query::parse_filter(f).map_err(query_error)?;
@@ -76,7 +113,7 @@ fn answer<T: Serialize>(
             out.push(selector.apply(v, id, &[]));
         }
     }
-    Ok(Json(out))
+    page(out, q, uri)
 }
 
 const TYPE_ATTRS: &[&str] = &[
@@ -177,7 +214,7 @@ async fn site_by(
         (status = 200, description = "The O-Cloud", body = CloudInfo),
         (status = 401, description = "No or invalid token", body = crate::error::Problem)))]
 async fn get_cloud(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<CloudInfo>, ApiError> {
@@ -197,7 +234,7 @@ async fn get_cloud(
     responses(
         (status = 200, description = "The versions of this major version", body = ApiVersionInformation),
         (status = 401, description = "No or invalid token", body = crate::error::Problem)))]
-async fn versions(_user: AuthUser, path: MatchedPath) -> Json<ApiVersionInformation> {
+async fn versions(_caller: ScopeRead, path: MatchedPath) -> Json<ApiVersionInformation> {
     let prefix = path.as_str().trim_end_matches("/api_versions").to_owned();
     let major = prefix.rsplit('/').next().unwrap_or_default();
     let api_versions = INVENTORY_VERSIONS
@@ -218,16 +255,24 @@ async fn versions(_user: AuthUser, path: MatchedPath) -> Json<ApiVersionInformat
 #[utoipa::path(get, path = "/resourceTypes", tag = "o2ims", security(("bearer" = [])),
     params(ListQuery),
     responses(
-        (status = 200, description = "Resource types", body = Vec<ResourceTypeInfo>),
-        (status = 400, description = "Malformed filter or selector", body = crate::error::Problem),
+        (status = 200, description = "Resource types", body = Vec<ResourceTypeInfo>,
+            headers(("Link" = String, description = "`<…?nextpage_opaque_marker=…>; rel=\"next\"` when more objects follow"))),
+        (status = 400, description = "Malformed filter, selector, limit or nextpage_opaque_marker", body = crate::error::Problem),
         (status = 401, description = "No or invalid token", body = crate::error::Problem)))]
 async fn list_types(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Vec<Value>>, ApiError> {
+    OriginalUri(uri): OriginalUri,
+) -> Result<Paged, ApiError> {
     let cloud = settings(&state).await?;
-    answer(&cloud.resource_types(), &q, TYPE_ATTRS, "resourceTypeId")
+    answer(
+        &cloud.resource_types(),
+        &q,
+        TYPE_ATTRS,
+        "resourceTypeId",
+        &uri,
+    )
 }
 
 /// One resource type.
@@ -239,7 +284,7 @@ async fn list_types(
         (status = 401, description = "No or invalid token", body = crate::error::Problem),
         (status = 404, description = "No such resource type", body = crate::error::Problem)))]
 async fn get_type(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ResourceTypeInfo>, ApiError> {
@@ -256,17 +301,19 @@ async fn get_type(
 #[utoipa::path(get, path = "/resourcePools", tag = "o2ims", security(("bearer" = [])),
     params(ListQuery),
     responses(
-        (status = 200, description = "Resource pools", body = Vec<ResourcePoolInfo>),
-        (status = 400, description = "Malformed filter or selector", body = crate::error::Problem),
+        (status = 200, description = "Resource pools", body = Vec<ResourcePoolInfo>,
+            headers(("Link" = String, description = "`<…?nextpage_opaque_marker=…>; rel=\"next\"` when more objects follow"))),
+        (status = 400, description = "Malformed filter, selector, limit or nextpage_opaque_marker", body = crate::error::Problem),
         (status = 401, description = "No or invalid token", body = crate::error::Problem)))]
 async fn list_pools(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Vec<Value>>, ApiError> {
+    OriginalUri(uri): OriginalUri,
+) -> Result<Paged, ApiError> {
     let cloud = settings(&state).await?;
     let pools: Vec<_> = sites(&state).await?.iter().map(|s| cloud.pool(s)).collect();
-    answer(&pools, &q, POOL_ATTRS, "resourcePoolId")
+    answer(&pools, &q, POOL_ATTRS, "resourcePoolId", &uri)
 }
 
 /// One resource pool.
@@ -278,7 +325,7 @@ async fn list_pools(
         (status = 401, description = "No or invalid token", body = crate::error::Problem),
         (status = 404, description = "No such pool", body = crate::error::Problem)))]
 async fn get_pool(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ResourcePoolInfo>, ApiError> {
@@ -292,16 +339,18 @@ async fn get_pool(
     security(("bearer" = [])),
     params(("resourcePoolId" = String, Path, description = "Resource pool id (UUID)"), ListQuery),
     responses(
-        (status = 200, description = "The pool's resources", body = Vec<ResourceInfo>),
-        (status = 400, description = "Malformed filter or selector", body = crate::error::Problem),
+        (status = 200, description = "The pool's resources", body = Vec<ResourceInfo>,
+            headers(("Link" = String, description = "`<…?nextpage_opaque_marker=…>; rel=\"next\"` when more objects follow"))),
+        (status = 400, description = "Malformed filter, selector, limit or nextpage_opaque_marker", body = crate::error::Problem),
         (status = 401, description = "No or invalid token", body = crate::error::Problem),
         (status = 404, description = "No such pool", body = crate::error::Problem)))]
 async fn list_resources(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Vec<Value>>, ApiError> {
+    OriginalUri(uri): OriginalUri,
+) -> Result<Paged, ApiError> {
     let cloud = settings(&state).await?;
     let site = site_by(&state, &cloud, "pool", &id, "resource pool").await?;
     let machines = objects::site_machines(&state.db, site.id).await?;
@@ -309,7 +358,7 @@ async fn list_resources(
         .iter()
         .map(|m| cloud.resource(site.id, m))
         .collect();
-    answer(&resources, &q, RESOURCE_ATTRS, "resourceId")
+    answer(&resources, &q, RESOURCE_ATTRS, "resourceId", &uri)
 }
 
 /// One resource of a pool.
@@ -322,7 +371,7 @@ async fn list_resources(
         (status = 401, description = "No or invalid token", body = crate::error::Problem),
         (status = 404, description = "No such pool or resource", body = crate::error::Problem)))]
 async fn get_resource(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiPath((pool, id)): ApiPath<(String, String)>,
 ) -> Result<Json<ResourceInfo>, ApiError> {
@@ -359,17 +408,19 @@ async fn deployment_managers(
 #[utoipa::path(get, path = "/deploymentManagers", tag = "o2ims", security(("bearer" = [])),
     params(ListQuery),
     responses(
-        (status = 200, description = "Deployment managers", body = Vec<DeploymentManagerInfo>),
-        (status = 400, description = "Malformed filter or selector", body = crate::error::Problem),
+        (status = 200, description = "Deployment managers", body = Vec<DeploymentManagerInfo>,
+            headers(("Link" = String, description = "`<…?nextpage_opaque_marker=…>; rel=\"next\"` when more objects follow"))),
+        (status = 400, description = "Malformed filter, selector, limit or nextpage_opaque_marker", body = crate::error::Problem),
         (status = 401, description = "No or invalid token", body = crate::error::Problem)))]
 async fn list_dms(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Vec<Value>>, ApiError> {
+    OriginalUri(uri): OriginalUri,
+) -> Result<Paged, ApiError> {
     let cloud = settings(&state).await?;
     let dms = deployment_managers(&state, &cloud).await?;
-    answer(&dms, &q, DM_ATTRS, "deploymentManagerId")
+    answer(&dms, &q, DM_ATTRS, "deploymentManagerId", &uri)
 }
 
 /// One deployment manager.
@@ -381,7 +432,7 @@ async fn list_dms(
         (status = 401, description = "No or invalid token", body = crate::error::Problem),
         (status = 404, description = "No such deployment manager", body = crate::error::Problem)))]
 async fn get_dm(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<DeploymentManagerInfo>, ApiError> {
@@ -400,21 +451,23 @@ async fn get_dm(
 #[utoipa::path(get, path = "/locations", tag = "o2ims", security(("bearer" = [])),
     params(ListQuery),
     responses(
-        (status = 200, description = "Locations", body = Vec<LocationInfo>),
-        (status = 400, description = "Malformed filter or selector", body = crate::error::Problem),
+        (status = 200, description = "Locations", body = Vec<LocationInfo>,
+            headers(("Link" = String, description = "`<…?nextpage_opaque_marker=…>; rel=\"next\"` when more objects follow"))),
+        (status = 400, description = "Malformed filter, selector, limit or nextpage_opaque_marker", body = crate::error::Problem),
         (status = 401, description = "No or invalid token", body = crate::error::Problem)))]
 async fn list_locations(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Vec<Value>>, ApiError> {
+    OriginalUri(uri): OriginalUri,
+) -> Result<Paged, ApiError> {
     let cloud = settings(&state).await?;
     let list: Vec<_> = sites(&state)
         .await?
         .iter()
         .map(|s| cloud.location(s))
         .collect();
-    answer(&list, &q, LOCATION_ATTRS, "globalLocationId")
+    answer(&list, &q, LOCATION_ATTRS, "globalLocationId", &uri)
 }
 
 /// One location.
@@ -426,7 +479,7 @@ async fn list_locations(
         (status = 401, description = "No or invalid token", body = crate::error::Problem),
         (status = 404, description = "No such location", body = crate::error::Problem)))]
 async fn get_location(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<LocationInfo>, ApiError> {
@@ -439,17 +492,19 @@ async fn get_location(
 #[utoipa::path(get, path = "/oCloudSites", tag = "o2ims", security(("bearer" = [])),
     params(ListQuery),
     responses(
-        (status = 200, description = "O-Cloud sites", body = Vec<OCloudSiteInfo>),
-        (status = 400, description = "Malformed filter or selector", body = crate::error::Problem),
+        (status = 200, description = "O-Cloud sites", body = Vec<OCloudSiteInfo>,
+            headers(("Link" = String, description = "`<…?nextpage_opaque_marker=…>; rel=\"next\"` when more objects follow"))),
+        (status = 400, description = "Malformed filter, selector, limit or nextpage_opaque_marker", body = crate::error::Problem),
         (status = 401, description = "No or invalid token", body = crate::error::Problem)))]
 async fn list_sites(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Vec<Value>>, ApiError> {
+    OriginalUri(uri): OriginalUri,
+) -> Result<Paged, ApiError> {
     let cloud = settings(&state).await?;
     let list: Vec<_> = sites(&state).await?.iter().map(|s| cloud.site(s)).collect();
-    answer(&list, &q, SITE_ATTRS, "oCloudSiteId")
+    answer(&list, &q, SITE_ATTRS, "oCloudSiteId", &uri)
 }
 
 /// One O-Cloud site.
@@ -461,7 +516,7 @@ async fn list_sites(
         (status = 401, description = "No or invalid token", body = crate::error::Problem),
         (status = 404, description = "No such site", body = crate::error::Problem)))]
 async fn get_site(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<OCloudSiteInfo>, ApiError> {

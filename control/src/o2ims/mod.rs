@@ -6,8 +6,11 @@
 //! `/o2ims-infrastructureInventory/v2` (inventory API 2.x; the objects are the same superset),
 //! and the spec's spelling `/O2ims_infrastructureInventory/{v1,v2}`; `api_versions` at both
 //! levels. Objects are camelCase as in O-RAN.WG6.O2IMS-INTERFACE; list endpoints take the ETSI
-//! SOL013 `filter` and attribute selectors ([`query`]). Reads need a control-plane access token
-//! ([`crate::auth::AuthUser`]); errors are `application/problem+json`.
+//! SOL013 `filter` and attribute selectors ([`query`]) and pages. Callers need a bearer token
+//! with the route's scope ([`crate::auth::scope`]: an OAuth2 client token from
+//! `POST /oauth/token`, or a user's access token — an admin holds every scope, a viewer
+//! `o2ims:read`); errors are `application/problem+json`. The O2ims routes' own OpenAPI document
+//! is [`openapi`]; the O-Cloud registration with the SMO is [`registration`].
 //!
 //! Mapping ([`objects`]): the installation is the O-Cloud (its `oCloudId` is a random UUID
 //! stored in `settings` on first use); each site is a resource pool, an O-Cloud site and a
@@ -18,8 +21,11 @@
 pub mod changes;
 pub mod delivery;
 pub mod inventory;
+pub mod monitoring;
 pub mod objects;
+pub mod openapi;
 pub mod query;
+pub mod registration;
 pub mod subscriptions;
 
 use axum::Json;
@@ -30,7 +36,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::AuthUser;
+use crate::auth::scope::ScopeRead;
 use crate::db::{Db, StoreError};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -185,7 +191,7 @@ pub async fn set_global_cloud_id(db: &Db, id: Uuid) -> Result<(), StoreError> {
         (status = 200, description = "Every version served", body = ApiVersionInformation),
         (status = 401, description = "No or invalid token", body = crate::error::Problem)))]
 async fn all_versions(
-    _user: AuthUser,
+    _caller: ScopeRead,
     path: MatchedPath,
 ) -> Result<Json<ApiVersionInformation>, ApiError> {
     let prefix = path.as_str().trim_end_matches("/api_versions").to_owned();
@@ -201,7 +207,8 @@ async fn all_versions(
     }))
 }
 
-/// Every O2ims route (the inventory under each spelling and major version).
+/// Every O2ims route: the inventory under each spelling and major version, and the
+/// monitoring API ([`monitoring`]).
 #[must_use]
 pub fn routes() -> OpenApiRouter<AppState> {
     let mut router = OpenApiRouter::new();
@@ -210,9 +217,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
         for (major, _) in INVENTORY_VERSIONS {
             router = router.nest(
                 &format!("{name}/{major}"),
-                inventory::routes().merge(subscriptions::routes()),
+                inventory::routes()
+                    .merge(subscriptions::routes())
+                    .merge(monitoring::inventory_routes())
+                    .merge(openapi::routes()),
             );
         }
     }
-    router
+    router.merge(monitoring::routes())
 }

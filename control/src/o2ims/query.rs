@@ -16,9 +16,15 @@
 //!   attributes (as with `exclude_default`). `fields` keeps only the listed attributes (plus the
 //!   object's identifier); `exclude_fields` removes the listed ones. `all_fields` cannot be
 //!   combined with the others, nor `fields` with `exclude_fields`.
+//! - Paging (clause 5.4.2.1, alternative 2): a list answers at most `limit` objects (default
+//!   and maximum [`MAX_PAGE_SIZE`]); when more follow, the answer carries
+//!   `Link: <…?nextpage_opaque_marker=M>; rel="next"`. The marker ([`page_marker`]) is opaque
+//!   to clients (base64url of the position in the filtered list, which is ordered by id), and a
+//!   malformed one is refused ([`parse_paging`]).
 
 use std::cmp::Ordering;
 
+use base64::Engine as _;
 use serde_json::{Map, Value};
 
 /// A malformed query parameter: which one, and what is wrong.
@@ -543,6 +549,83 @@ impl Selector {
             }
         }
     }
+}
+
+/// Most objects in one page of a list (also the default page size).
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+const MARKER_PREFIX: &str = "o2ims-page:";
+
+/// Which part of a list to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    /// Index of the first object (in the filtered list).
+    pub start: usize,
+    /// Most objects to answer.
+    pub limit: usize,
+}
+
+/// The opaque marker of the page starting at `start`.
+#[must_use]
+pub fn page_marker(start: usize) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{MARKER_PREFIX}{start}"))
+}
+
+/// Parses `nextpage_opaque_marker` and `limit`.
+///
+/// # Errors
+/// The marker was not made by [`page_marker`], or the limit is not 1 to [`MAX_PAGE_SIZE`].
+pub fn parse_paging(marker: Option<&str>, limit: Option<&str>) -> Result<Paging, QueryError> {
+    let start = match marker {
+        None => 0,
+        Some(m) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(m.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|t| t.strip_prefix(MARKER_PREFIX).and_then(|n| n.parse().ok()))
+            .ok_or_else(|| {
+                QueryError::new(
+                    "nextpage_opaque_marker",
+                    "is not a marker this server gave; follow the `Link: <…>; rel=\"next\"` \
+                     header of the previous page, or leave it out for the first page",
+                )
+            })?,
+    };
+    let limit = match limit {
+        None => MAX_PAGE_SIZE,
+        Some(l) => l
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+            .ok_or_else(|| {
+                QueryError::new(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+                )
+            })?,
+    };
+    Ok(Paging { start, limit })
+}
+
+/// The `Link` header value pointing at the page after `paging` for a request to
+/// `path_and_query` (its own marker replaced), or `None` when `total` objects end there.
+#[must_use]
+pub fn next_link(path_and_query: &str, paging: Paging, total: usize) -> Option<String> {
+    let next = paging.start.checked_add(paging.limit)?;
+    if next >= total {
+        return None;
+    }
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let mut params: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("nextpage_opaque_marker="))
+        .collect();
+    let marker = format!("nextpage_opaque_marker={}", page_marker(next));
+    params.push(&marker);
+    Some(format!("<{path}?{}>; rel=\"next\"", params.join("&")))
 }
 
 #[cfg(test)]

@@ -2,17 +2,18 @@
 //! prefix (`POST`/`GET /subscriptions`, `GET`/`DELETE /subscriptions/{subscriptionId}`) and
 //! their store.
 //!
-//! A subscription's `callback` must be an absolute `http://` URL (HTTPS callbacks are not
-//! delivered yet: the control plane carries no trust store for outgoing TLS). Its optional
+//! A subscription's `callback` must be an absolute `http://` or `https://` URL (HTTPS
+//! callbacks are verified against the system roots and `--callback-ca`; see
+//! [`super::delivery`]). Its optional
 //! `filter` uses the SOL013 filter syntax ([`super::query`]) and selects the events that are
 //! reported: it is evaluated against the changed object (its state after the change, or before
 //! a delete) with two added attributes, `objectType` (`resource`, `resourcePool` or
 //! `deploymentManager`) and `notificationEventType` (0 create, 1 modify, 2 delete). Without a
-//! filter every event is reported. Creating and deleting needs an admin token; reading, any
-//! token. Deleting a subscription drops its undelivered notifications.
+//! filter every event is reported. Creating and deleting needs the `o2ims:subscribe` scope
+//! ([`ScopeSubscribe`]: an OAuth2 client granted it, or an admin); reading, `o2ims:read`. Deleting a subscription drops its undelivered notifications.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::http::{StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,10 +22,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::inventory::{ListQuery, Paged, answer};
 use super::query::{self, Filter};
-use crate::auth::{AdminUser, AuthUser};
+use crate::auth::scope::{ScopeRead, ScopeSubscribe};
 use crate::db::{Db, StoreError, now_ms};
-use crate::error::{ApiError, ApiJson, ApiPath, FieldError};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, FieldError};
 use crate::state::AppState;
 
 /// Longest accepted callback URL, consumer id or filter.
@@ -38,7 +40,7 @@ pub struct Subscription {
     pub subscription_id: Uuid,
     /// The consumer's own id for it, echoed in every notification.
     pub consumer_subscription_id: Option<String>,
-    /// Where notifications are POSTed (`http://…`).
+    /// Where notifications are POSTed (`http://…` or `https://…`).
     pub callback: String,
     /// SOL013 filter selecting the reported events (absent: all).
     pub filter: Option<String>,
@@ -57,7 +59,7 @@ pub struct NewSubscription {
     /// The consumer's own id (optional).
     #[schema(value_type = Option<String>)]
     pub consumer_subscription_id: Option<Value>,
-    /// Absolute `http://` URL notifications are POSTed to (required).
+    /// Absolute `http://` or `https://` URL notifications are POSTed to (required).
     #[schema(value_type = String)]
     pub callback: Option<Value>,
     /// SOL013 filter selecting the reported events (optional).
@@ -65,12 +67,13 @@ pub struct NewSubscription {
     pub filter: Option<Value>,
 }
 
-/// Checks a callback URL: absolute, `http`, with a host.
+/// Checks a callback URL: absolute, `http` or `https`, with a host.
 ///
 /// # Errors
 /// What is wrong and what is accepted.
 pub fn validate_callback(s: &str) -> Result<Uri, String> {
-    const FORM: &str = "give an absolute http:// URL such as http://smo.example:8080/notify";
+    const FORM: &str = "give an absolute http:// or https:// URL such as \
+                        https://smo.example:8443/notify";
     if s.len() > MAX_FIELD_LEN {
         return Err(format!("is longer than {MAX_FIELD_LEN} characters"));
     }
@@ -78,12 +81,7 @@ pub fn validate_callback(s: &str) -> Result<Uri, String> {
         .parse()
         .map_err(|e| format!("is not a URL ({e}); {FORM}"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "uses https, which is not delivered yet (no outgoing TLS trust store); {FORM}"
-            ));
-        }
+        Some("http" | "https") => {}
         Some(other) => return Err(format!("has scheme `{other}`; {FORM}")),
         None => return Err(format!("is not absolute; {FORM}")),
     }
@@ -227,9 +225,9 @@ fn not_found(id: &str) -> ApiError {
         (status = 201, description = "The stored subscription", body = Subscription),
         (status = 400, description = "Invalid callback or filter", body = crate::error::Problem),
         (status = 401, description = "No or invalid token", body = crate::error::Problem),
-        (status = 403, description = "Not an admin", body = crate::error::Problem)))]
+        (status = 403, description = "The caller lacks the o2ims:subscribe scope", body = crate::error::Problem)))]
 async fn create_subscription(
-    _admin: AdminUser,
+    _caller: ScopeSubscribe,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewSubscription>,
 ) -> Result<(StatusCode, Json<Subscription>), ApiError> {
@@ -250,7 +248,7 @@ async fn create_subscription(
         None | Some(Value::Null) => {
             errors.push(FieldError::new(
                 "callback",
-                "is required: the http:// URL notifications are POSTed to",
+                "is required: the http:// or https:// URL notifications are POSTed to",
             ));
             None
         }
@@ -272,16 +270,30 @@ async fn create_subscription(
     Ok((StatusCode::CREATED, Json(sub)))
 }
 
-/// Lists the subscriptions.
+const ATTRS: &[&str] = &[
+    "subscriptionId",
+    "consumerSubscriptionId",
+    "callback",
+    "filter",
+    "createdAt",
+];
+
+/// Lists the subscriptions (SOL013 filter, selectors and paging as the inventory lists).
 #[utoipa::path(get, path = "/subscriptions", tag = "o2ims", security(("bearer" = [])),
+    params(ListQuery),
     responses(
-        (status = 200, description = "Every subscription", body = Vec<Subscription>),
-        (status = 401, description = "No or invalid token", body = crate::error::Problem)))]
+        (status = 200, description = "The subscriptions", body = Vec<Subscription>,
+            headers(("Link" = String, description = "`<…?nextpage_opaque_marker=…>; rel=\"next\"` when more objects follow"))),
+        (status = 400, description = "Malformed filter, selector, limit or nextpage_opaque_marker", body = crate::error::Problem),
+        (status = 401, description = "No or invalid token", body = crate::error::Problem),
+        (status = 403, description = "The caller lacks the o2ims:read scope", body = crate::error::Problem)))]
 async fn list_subscriptions(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
-) -> Result<Json<Vec<Subscription>>, ApiError> {
-    Ok(Json(list(&state.db).await?))
+    ApiQuery(q): ApiQuery<ListQuery>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Paged, ApiError> {
+    answer(&list(&state.db).await?, &q, ATTRS, "subscriptionId", &uri)
 }
 
 /// One subscription.
@@ -293,7 +305,7 @@ async fn list_subscriptions(
         (status = 401, description = "No or invalid token", body = crate::error::Problem),
         (status = 404, description = "No such subscription", body = crate::error::Problem)))]
 async fn get_subscription(
-    _user: AuthUser,
+    _caller: ScopeRead,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Subscription>, ApiError> {
@@ -311,10 +323,10 @@ async fn get_subscription(
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, description = "No or invalid token", body = crate::error::Problem),
-        (status = 403, description = "Not an admin", body = crate::error::Problem),
+        (status = 403, description = "The caller lacks the o2ims:subscribe scope", body = crate::error::Problem),
         (status = 404, description = "No such subscription", body = crate::error::Problem)))]
 async fn delete_subscription(
-    _admin: AdminUser,
+    _caller: ScopeSubscribe,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -342,7 +354,8 @@ mod tests {
     fn callbacks() {
         assert!(validate_callback("http://127.0.0.1:9/x").is_ok());
         assert!(validate_callback("http://smo.example/notify?a=b").is_ok());
-        assert!(validate_callback("https://smo.example/").is_err());
+        assert!(validate_callback("https://smo.example/").is_ok());
+        assert!(validate_callback("https:///x").is_err());
         assert!(validate_callback("ftp://smo.example/").is_err());
         assert!(validate_callback("/relative").is_err());
         assert!(validate_callback("not a url").is_err());

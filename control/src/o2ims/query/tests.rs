@@ -273,3 +273,50 @@ fn bad_selectors_name_the_parameter() {
         Ok(Selector::All)
     );
 }
+
+#[test]
+fn paging_markers() {
+    assert_eq!(
+        parse_paging(None, None).unwrap(),
+        Paging {
+            start: 0,
+            limit: MAX_PAGE_SIZE
+        }
+    );
+    let m = page_marker(20);
+    assert!(!m.contains("20") || m.len() > 2, "opaque: {m}");
+    assert_eq!(
+        parse_paging(Some(&m), Some("10")).unwrap(),
+        Paging {
+            start: 20,
+            limit: 10
+        }
+    );
+    for bad in ["", "20", "!!", &page_marker(0)[1..]] {
+        let e = parse_paging(Some(bad), None).unwrap_err();
+        assert_eq!(e.parameter, "nextpage_opaque_marker", "{bad}");
+    }
+    for bad in ["0", "1001", "-1", "x"] {
+        assert_eq!(
+            parse_paging(None, Some(bad)).unwrap_err().parameter,
+            "limit"
+        );
+    }
+    let p = Paging { start: 0, limit: 2 };
+    assert_eq!(next_link("/x?limit=2", p, 2), None);
+    let link = next_link("/x?limit=2&nextpage_opaque_marker=abc", p, 3).unwrap();
+    assert_eq!(
+        link,
+        format!(
+            "</x?limit=2&nextpage_opaque_marker={}>; rel=\"next\"",
+            page_marker(2)
+        )
+    );
+    assert_eq!(
+        next_link("/x", Paging { start: 4, limit: 1 }, 9).unwrap(),
+        format!(
+            "</x?nextpage_opaque_marker={}>; rel=\"next\"",
+            page_marker(5)
+        )
+    );
+}
