@@ -54,6 +54,8 @@ const BIOS_BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 const SECOND_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound for OVMF to fetch its boot file.
 const UEFI_TIMEOUT: Duration = Duration::from_secs(90);
+/// Bound for the UEFI boot to phone-home.
+const UEFI_BOOT_TIMEOUT: Duration = Duration::from_secs(150);
 
 /// `ims-control serve` in the server namespace, killed (by PID) on drop.
 struct Control {
@@ -462,9 +464,7 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
         );
         std::thread::sleep(Duration::from_millis(250));
     };
-    let uefi_time = vm.elapsed();
-    vm.kill();
-    drop(vm);
+    let uefi_tftp_time = vm.elapsed();
     let new = &entries[before..];
     let tftp: Vec<&Value> = new
         .iter()
@@ -494,14 +494,67 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
         "UEFI: snponly.efi ({size} bytes) was not delivered whole:\n{}",
         show(new)
     );
-    eprintln!("[qemu_e2e] UEFI timeline:\n{}", show(new));
+
+    // snponly.efi is iPXE: it asks again (user class iPXE, arch 7), gets the script and boots
+    // the kernel through the EFI stub; the initramfs phones home and the machine is ACTIVE again.
+    let (seen, uefi_time) = vm
+        .wait_console(&[&marker, INIT_FAILED], UEFI_BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("UEFI boot: {e}"));
+    assert_eq!(
+        seen,
+        marker,
+        "UEFI boot: the initramfs failed\n{}",
+        vm.report()
+    );
+    let status = vm.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "UEFI boot: the guest did not power off within 30 s of phoning home ({status:?})\n{}",
+        vm.report()
+    );
+    drop(vm);
+    let m = wait("the machine ACTIVE after the UEFI boot", 30, || {
+        let m = control.call("GET", &format!("/api/machines/{id}"), None);
+        (m["status"] == "ACTIVE" && m["netboot"] == false).then_some(m)
+    });
+    let entries = wait("the UEFI boot's phone-home in the timeline", 20, || {
+        let t = control.timeline(id);
+        t[before..]
+            .iter()
+            .any(|(k, _, _)| k == "phone_home")
+            .then_some(t)
+    });
+    let new = &entries[before..];
+    for (kind, text) in [
+        (
+            "ipxe_script",
+            "iPXE fetched its boot script (profile p-qemu)",
+        ),
+        ("transfer_completed", "HTTP download of vmlinuz completed"),
+        (
+            "transfer_completed",
+            "HTTP download of initrd.img completed",
+        ),
+    ] {
+        assert!(
+            new.iter()
+                .any(|(k, t, d)| k == kind && t.contains(text) && !is_probe(k, d)),
+            "UEFI: timeline has no {kind} entry with {text:?}:\n{}",
+            show(new)
+        );
+    }
+    eprintln!(
+        "[qemu_e2e] UEFI timeline (machine {}):\n{}",
+        m["status"],
+        show(new)
+    );
 
     drop(lan);
     drop(control);
     drop(site);
     eprintln!(
-        "[qemu_e2e] BIOS boot to phone-home {bios_time:?}, UEFI to snponly.efi {uefi_time:?}; \
-         whole test {:?}",
+        "[qemu_e2e] BIOS boot to phone-home {bios_time:?}; UEFI: snponly.efi delivered at \
+         {uefi_tftp_time:?}, phone-home at {uefi_time:?}; whole test {:?}",
         t0.elapsed()
     );
 }
