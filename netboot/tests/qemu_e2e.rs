@@ -37,8 +37,8 @@ use serde_json::{Value, json};
 use support::http::{http, ims_control};
 use support::netns;
 use support::qemu::{
-    Firmware, INIT_FAILED, Lan, PHONE_HOME_OK, Payload, Prerequisites, Qemu, SNPONLY_EFI,
-    UNDIONLY_KPXE, cache_dir,
+    Firmware, INIT_FAILED, Lan, PHONE_HOME_OK, Payload, Prerequisites, Qemu, RemoveOnDrop,
+    SNPONLY_EFI, UNDIONLY_KPXE, cache_dir,
 };
 use support::site::{CLIENT_IF, NETBOOTD, SERVER_IP, Site};
 
@@ -213,7 +213,10 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
         t0.elapsed()
     );
 
+    // Dropped after `site` (declared first): removes the site's directory even on failure.
+    let mut remove_dir = RemoveOnDrop::default();
     let mut site = Site::new("qemu");
+    remove_dir.0 = Some(site.dir().to_path_buf());
     let run_token = format!("run-{}-{}", std::process::id(), t0.elapsed().as_nanos());
     let root = site.dir().join("root");
     std::fs::create_dir_all(&root).unwrap();

@@ -716,6 +716,25 @@ impl Drop for Qemu {
     }
 }
 
+/// A directory removed on drop, also when the test fails (declare it before the [`super::site::Site`]
+/// whose directory it names: the site prints its logs when it is dropped, then this removes the
+/// kernel, initramfs and logs). `IMS_QEMU_E2E_KEEP=1` keeps it for inspection.
+#[derive(Debug, Default)]
+pub(crate) struct RemoveOnDrop(pub(crate) Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let Some(dir) = self.0.take() else {
+            return;
+        };
+        if std::env::var_os("IMS_QEMU_E2E_KEEP").is_some_and(|v| v == "1") {
+            eprintln!("[qemu] IMS_QEMU_E2E_KEEP=1: keeping {}", dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
 /// Remove NULs and ANSI escape sequences; `\r` becomes a line break.
 pub(crate) fn clean_console(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
