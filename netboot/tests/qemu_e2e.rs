@@ -38,9 +38,9 @@ use support::http::{http, ims_control};
 use support::netns;
 use support::qemu::{
     Firmware, INIT_FAILED, Lan, PHONE_HOME_OK, Payload, Prerequisites, Qemu, RemoveOnDrop,
-    SNPONLY_EFI, UNDIONLY_KPXE, cache_dir,
+    RouterAdvertiser, SNPONLY_EFI, UNDIONLY_KPXE, cache_dir,
 };
-use support::site::{CLIENT_IF, NETBOOTD, SERVER_IP, Site};
+use support::site::{CLIENT_IF, NETBOOTD, SERVER_IF, SERVER_IP, Site};
 
 const PASSWORD: &str = "qemu-e2e-admin-password";
 const API: &str = "127.0.0.1:18000";
@@ -322,6 +322,7 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
     eprintln!("[qemu_e2e] site ready after {:?}:\n{script}", t0.elapsed());
 
     let lan = Lan::new(&site.client_ns, CLIENT_IF);
+    let _router = RouterAdvertiser::start(&site.server_ns, SERVER_IF);
 
     // 1. BIOS: SeaBIOS + iPXE ROM → script → kernel + initramfs over HTTP → phone-home.
     let mut vm = Qemu::start(&lan, Firmware::BiosIpxeRom, MAC, site.dir(), "bios-1");

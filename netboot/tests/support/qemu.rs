@@ -12,7 +12,8 @@
 //!   loads the modules, gets an address with udhcpc, POSTs to the `phone_home=` URL from the
 //!   kernel command line, prints a marker with the run's token and powers off.
 //! - [`Lan`]: a bridge in a namespace joining the site's client interface and a tap device for
-//!   QEMU; removed on drop.
+//!   QEMU; removed on drop. [`RouterAdvertiser`]: an IPv6 router on that LAN, so iPXE does not
+//!   wait for one.
 //! - [`Qemu`]: one QEMU run (SeaBIOS + the NIC's iPXE ROM, or OVMF's own PXE) on that tap, in the
 //!   namespace, serial console to a file, `-no-reboot`; every wait is bounded and the process is
 //!   killed by its PID on drop.
@@ -713,6 +714,83 @@ impl Qemu {
 impl Drop for Qemu {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// An IPv6 router on the LAN, as most provisioning networks have one: it sends a Router
+/// Advertisement (no prefix, no default route, no DHCPv6) to all nodes on an interface every
+/// 500 ms. iPXE's autoconfiguration otherwise waits ≈ 13 s for one on every boot (see
+/// `/work/shared/harness/REPORT.md` §4); with it iPXE finishes IPv6 at once and goes on with
+/// IPv4. Stops (bounded: at most 10 minutes) when dropped.
+#[derive(Debug)]
+pub(crate) struct RouterAdvertiser {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RouterAdvertiser {
+    /// Start advertising on `ifname` in namespace `ns`.
+    pub(crate) fn start(ns: &str, ifname: &str) -> Self {
+        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+        use std::net::{Ipv6Addr, SocketAddrV6};
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        let out = run(
+            Command::new(tool("ip")).args(["-n", ns, "-o", "link", "show", "dev", ifname]),
+            CMD_TIMEOUT,
+        )
+        .check();
+        let ifindex: u32 = out
+            .stdout
+            .split(':')
+            .next()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no ifindex for {ifname} in {ns}:\n{out}"));
+        let socket = super::netns::run_in(ns, move || {
+            let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))
+                .unwrap_or_else(|e| panic!("raw ICMPv6 socket: {e}"));
+            // RFC 4861: hop limit 255, or receivers drop the advertisement.
+            s.set_multicast_hops_v6(255)
+                .unwrap_or_else(|e| panic!("IPV6_MULTICAST_HOPS: {e}"));
+            s.set_multicast_if_v6(ifindex)
+                .unwrap_or_else(|e| panic!("IPV6_MULTICAST_IF: {e}"));
+            s
+        });
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            // Type 134, code 0, checksum (the kernel fills it in), hop limit 64, no M/O flags,
+            // router lifetime 0 (not a default router), reachable time 0, retrans timer 0.
+            let ra: [u8; 16] = [134, 0, 0, 0, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            let all_nodes = SockAddr::from(SocketAddrV6::new(
+                Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+                0,
+                0,
+                ifindex,
+            ));
+            // Bounded: 1200 rounds of 500 ms at most.
+            for _ in 0..1200 {
+                if flag.load(Ordering::Relaxed) {
+                    return;
+                }
+                // Fails until the interface's link-local address is ready: tried again.
+                let _ = socket.send_to(&ra, &all_nodes);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for RouterAdvertiser {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
