@@ -796,7 +796,8 @@ impl Drop for RouterAdvertiser {
 
 /// A directory removed on drop, also when the test fails (declare it before the [`super::site::Site`]
 /// whose directory it names: the site prints its logs when it is dropped, then this removes the
-/// kernel, initramfs and logs). `IMS_QEMU_E2E_KEEP=1` keeps it for inspection.
+/// kernel, initramfs and logs). `IMS_QEMU_E2E_KEEP=1` keeps it for inspection when the test
+/// fails (the site removes it itself when the test passes).
 #[derive(Debug, Default)]
 pub(crate) struct RemoveOnDrop(pub(crate) Option<PathBuf>);
 
