@@ -79,6 +79,13 @@ impl Prerequisites {
                 missing.push(format!("{file} (Debian package {package})"));
             }
         }
+        if !Path::new("/dev/net/tun").exists() {
+            missing.push(
+                "/dev/net/tun (QEMU's tap device: `modprobe tun`, or give a container \
+                 --device /dev/net/tun)"
+                    .to_owned(),
+            );
+        }
         assert!(
             missing.is_empty(),
             "the QEMU end-to-end test needs real firmware and tools that are not installed:\n  {}\n\
@@ -93,8 +100,8 @@ impl Prerequisites {
 /// Which accelerator QEMU uses: `IMS_QEMU_ACCEL=kvm|tcg`, default TCG.
 ///
 /// TCG is the default even where `/dev/kvm` exists: on nested-virtualisation hosts (such as this
-/// project's CI VMs) KVM is present but a Linux guest hangs early in boot, while TCG is fast
-/// enough for the whole test (see `/work/shared/harness/REPORT.md` §4).
+/// project's CI VMs) KVM is present but a Linux guest hangs right after "Probing EDD" (seen
+/// again while writing this test), while TCG is fast enough for the whole test.
 pub(crate) fn accel() -> &'static str {
     match std::env::var("IMS_QEMU_ACCEL").as_deref() {
         Ok("kvm") => {
@@ -719,9 +726,9 @@ impl Drop for Qemu {
 
 /// An IPv6 router on the LAN, as most provisioning networks have one: it sends a Router
 /// Advertisement (no prefix, no default route, no DHCPv6) to all nodes on an interface every
-/// 500 ms. iPXE's autoconfiguration otherwise waits ≈ 13 s for one on every boot (see
-/// `/work/shared/harness/REPORT.md` §4); with it iPXE finishes IPv6 at once and goes on with
-/// IPv4. Stops (bounded: at most 10 minutes) when dropped.
+/// 500 ms. iPXE's autoconfiguration otherwise waits ≈ 13 s for one on every boot (the BIOS
+/// boot took 25 s without it, 6.5 s with it); with it iPXE finishes IPv6 at once and goes on
+/// with IPv4. Stops (bounded: at most 10 minutes) when dropped.
 #[derive(Debug)]
 pub(crate) struct RouterAdvertiser {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
