@@ -36,9 +36,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::http::{http, ims_control};
 use support::netns;
+use support::payload::{INIT_FAILED, PHONE_HOME_OK, Payload, cache_dir};
 use support::qemu::{
-    Firmware, INIT_FAILED, Lan, PHONE_HOME_OK, Payload, Prerequisites, Qemu, RemoveOnDrop,
-    RouterAdvertiser, SNPONLY_EFI, UNDIONLY_KPXE, cache_dir,
+    Firmware, Lan, Prerequisites, Qemu, RemoveOnDrop, RouterAdvertiser, SNPONLY_EFI, UNDIONLY_KPXE,
 };
 use support::site::{CLIENT_IF, NETBOOTD, SERVER_IF, SERVER_IP, Site};
 
