@@ -106,10 +106,13 @@ impl Progress {
     }
 }
 
-/// The bars, one line per phase in `phases`, `width` characters wide.
+/// The bars, one line per phase in `phases`, and the elapsed time (nothing without phases).
 pub fn render(p: &Progress, phases: &[Phase], elapsed: Duration) -> String {
     let width = 40u64;
     let mut out = String::new();
+    if phases.is_empty() {
+        return out;
+    }
     for &phase in phases {
         let (done, failed) = p.get(phase);
         let total = p.total().max(1);
@@ -188,6 +191,7 @@ mod tests {
         let text = render(&p, &[Phase::Dhcp], Duration::from_secs(1));
         assert!(text.contains("2/4 ok, 1 failed"), "{text}");
         assert!(text.contains(&"#".repeat(30)), "{text}");
+        assert_eq!(render(&p, &[], Duration::from_secs(1)), "");
         let row = Row::new(
             "DHCP",
             &[Duration::from_millis(10), Duration::from_millis(30)],

@@ -34,6 +34,10 @@ const TRIES: [Duration; 4] = [
     Duration::from_secs(4),
     Duration::from_secs(8),
 ];
+/// The error text of a DHCPNAK.
+const NAK: &str = "DHCPNAK";
+/// DORAs restarted after a NAK before the machine gives up.
+const NAK_RESTARTS: u32 = 3;
 /// Parameter request list of EDK2's PXE driver.
 const PARAMS: [u8; 35] = [
     1, 2, 3, 4, 5, 6, 11, 12, 13, 15, 16, 17, 18, 22, 23, 28, 40, 41, 42, 43, 50, 51, 54, 58, 59,
@@ -237,23 +241,34 @@ impl Dhcp {
         result
     }
 
+    /// DORA; a NAK (another client was offered the same address, as dnsmasq does under
+    /// load) restarts it from DISCOVER, as PXE firmware does, at most [`NAK_RESTARTS`] times.
     async fn exchange(
         &self,
         mac: MacAddr,
         xid: u32,
         rx: &mut mpsc::UnboundedReceiver<Vec<u8>>,
     ) -> Result<Lease, String> {
-        let discover = Request::Discover;
-        let offer = self.phase(mac, xid, discover, ReplyKind::Offer, rx).await?;
-        let offered = decode_reply(&offer).map_err(|e| e.to_string())?;
-        let select = Request::Select {
-            offered: offered.yiaddr,
-            server_id: offered.server_id,
-        };
-        let ack = self.phase(mac, xid, select, ReplyKind::Ack, rx).await?;
-        let acked = decode_reply(&ack).map_err(|e| e.to_string())?;
-        boot_info(&ack, acked.yiaddr, acked.server_id)
-            .ok_or_else(|| format!("the ACK for {} has no boot file", acked.yiaddr))
+        let mut naks = 0;
+        loop {
+            let offer = self
+                .phase(mac, xid, Request::Discover, ReplyKind::Offer, rx)
+                .await?;
+            let offered = decode_reply(&offer).map_err(|e| e.to_string())?;
+            let select = Request::Select {
+                offered: offered.yiaddr,
+                server_id: offered.server_id,
+            };
+            match self.phase(mac, xid, select, ReplyKind::Ack, rx).await {
+                Ok(ack) => {
+                    let acked = decode_reply(&ack).map_err(|e| e.to_string())?;
+                    return boot_info(&ack, acked.yiaddr, acked.server_id)
+                        .ok_or_else(|| format!("the ACK for {} has no boot file", acked.yiaddr));
+                }
+                Err(e) if e == NAK && naks < NAK_RESTARTS => naks += 1,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Send `request` until a reply of kind `want` arrives (NAK fails at once).
@@ -280,7 +295,7 @@ impl Dhcp {
                     Ok(None) => return Err("the DHCP receive task stopped".to_owned()),
                     Ok(Some(bytes)) => match decode_reply(&bytes).map(|r| r.kind) {
                         Ok(k) if k == want => return Ok(bytes),
-                        Ok(ReplyKind::Nak) => return Err("DHCPNAK".to_owned()),
+                        Ok(ReplyKind::Nak) => return Err(NAK.to_owned()),
                         _ => {}
                     },
                 }

@@ -324,6 +324,9 @@ impl Job {
             run.machines,
             all_done.as_secs_f64()
         ));
+        for (e, count) in failures(&outcomes) {
+            self.screen.say(format!("  {name}: failure ×{count}: {e}"));
+        }
         Ok(run)
     }
 
@@ -388,15 +391,7 @@ fn boot_table(
         total.as_secs_f64()
     );
     text.push_str(&progress::table(&rows));
-    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
-    for o in outcomes {
-        for r in phase_results(o).into_iter().flatten() {
-            if let Err(e) = r {
-                *errors.entry(e.clone()).or_default() += 1;
-            }
-        }
-    }
-    for (e, count) in errors.iter().take(5) {
+    for (e, count) in failures(outcomes) {
         text.push_str(&format!("  failure ×{count}: {e}\n"));
     }
     (text, to_active.len())
@@ -410,4 +405,17 @@ fn phase_results(o: &Outcome) -> [Option<&Result<Duration, String>>; 4] {
         o.http.as_ref(),
         o.phone_home.as_ref(),
     ]
+}
+
+/// The distinct failures of `outcomes` with their counts (at most 5 kinds).
+fn failures(outcomes: &[Outcome]) -> Vec<(String, usize)> {
+    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    for o in outcomes {
+        for r in phase_results(o).into_iter().flatten() {
+            if let Err(e) = r {
+                *errors.entry(e.clone()).or_default() += 1;
+            }
+        }
+    }
+    errors.into_iter().take(5).collect()
 }
