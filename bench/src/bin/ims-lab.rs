@@ -56,6 +56,9 @@ struct Args {
     /// Bound of each boot round and of the wait for ACTIVE, seconds.
     #[arg(long, default_value_t = 300, value_name = "S")]
     max_seconds: u64,
+    /// Spread the machines' MACs over 24 bits instead of numbering them sequentially.
+    #[arg(long)]
+    scatter_macs: bool,
     /// Host port for the UI (127.0.0.1; another one if taken).
     #[arg(long, default_value_t = 8000, value_name = "PORT")]
     ui_port: u16,
@@ -135,6 +138,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         windowsize: args.windowsize,
         max_time: Duration::from_secs(args.max_seconds),
         ui_port: args.ui_port,
+        scatter_macs: args.scatter_macs,
     };
     let cancel = Arc::new(AtomicBool::new(false));
     watch_signals(Arc::clone(&cancel))?;

@@ -28,6 +28,8 @@ pub struct ServerRun {
     pub cpu_s: Option<f64>,
     /// The server's peak RSS (VmHWM) after the storm, KiB.
     pub peak_rss_kib: Option<u64>,
+    /// DHCPNAKs the machines got (each restarted its DORA).
+    pub naks: u64,
 }
 
 impl ServerRun {
@@ -56,6 +58,7 @@ impl ServerRun {
                 _ => None,
             },
             peak_rss_kib: after.map(|a| a.peak_rss_kib),
+            naks: 0,
         }
     }
 }
@@ -69,19 +72,28 @@ pub fn table(runs: &[ServerRun]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "  {:<10} {:>9} {:>12} {:>12} {:>12} {:>12} {:>9} {:>10}",
-        "server", "boot file", "all done s", "p50 ms", "p99 ms", "DHCP p99 ms", "CPU s", "RSS MiB"
+        "  {:<10} {:>9} {:>12} {:>12} {:>12} {:>12} {:>6} {:>9} {:>10}",
+        "server",
+        "boot file",
+        "all done s",
+        "p50 ms",
+        "p99 ms",
+        "DHCP p99 ms",
+        "NAKs",
+        "CPU s",
+        "RSS MiB"
     );
     for r in runs {
         let _ = writeln!(
             out,
-            "  {:<10} {:>9} {:>12.2} {:>12.1} {:>12.1} {:>12.1} {:>9} {:>10}",
+            "  {:<10} {:>9} {:>12.2} {:>12.1} {:>12.1} {:>12.1} {:>6} {:>9} {:>10}",
             r.server,
             format!("{}/{}", r.ok, r.machines),
             r.all_done.as_secs_f64(),
             r.per_machine.p50_ms,
             r.per_machine.p99_ms,
             r.dhcp.p99_ms,
+            r.naks,
             opt(r.cpu_s, 2),
             opt(r.peak_rss_kib.map(|k| k as f64 / 1024.0), 1),
         );

@@ -81,14 +81,25 @@ pub struct LabConfig {
     pub max_time: Duration,
     /// Preferred host port of the UI forwarder.
     pub ui_port: u16,
+    /// Scattered rather than sequential MACs (see [`machine_macs`]).
+    pub scatter_macs: bool,
 }
 
-/// The machines' MACs: `52:54:00:1a:HH:LL` (QEMU's prefix, locally unique per index).
-pub fn machine_macs(n: usize) -> Vec<MacAddr> {
+/// The machines' MACs: `52:54:00:XX:YY:ZZ` (QEMU's prefix). Sequential (`…:1a:00:01`,
+/// `…:1a:00:02`, …) as NICs of one delivery batch are, or with `scatter` spread over the 24 low
+/// bits (index × an odd constant, so still distinct), which defeats servers whose address
+/// choice hashes the MAC badly.
+pub fn machine_macs(n: usize, scatter: bool) -> Vec<MacAddr> {
     (0..n)
         .map(|i| {
-            let b = (i as u32).to_be_bytes();
-            MacAddr([0x52, 0x54, 0x00, b[1] | 0x1a, b[2], b[3]])
+            let i = i as u32 & 0x00ff_ffff;
+            let low = if scatter {
+                i.wrapping_mul(0x009e_3779) & 0x00ff_ffff
+            } else {
+                i | 0x001a_0000
+            };
+            let b = low.to_be_bytes();
+            MacAddr([0x52, 0x54, 0x00, b[1], b[2], b[3]])
         })
         .collect()
 }
@@ -270,4 +281,22 @@ pub fn boot_phases() -> Vec<Phase> {
         .copied()
         .filter(|p| *p != Phase::Register)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn macs_are_distinct_unicast() {
+        for scatter in [false, true] {
+            let macs = machine_macs(30_000, scatter);
+            let set: BTreeSet<_> = macs.iter().map(MacAddr::octets).collect();
+            assert_eq!(set.len(), 30_000);
+            assert!(macs.iter().all(|m| !m.is_multicast()));
+        }
+        assert_eq!(machine_macs(2, false)[1].to_string(), "52:54:00:1a:00:01");
+    }
 }

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ const TRIES: [Duration; 4] = [
 /// The error text of a DHCPNAK.
 const NAK: &str = "DHCPNAK";
 /// DORAs restarted after a NAK before the machine gives up.
-const NAK_RESTARTS: u32 = 3;
+const NAK_RESTARTS: u32 = 20;
 /// Parameter request list of EDK2's PXE driver.
 const PARAMS: [u8; 35] = [
     1, 2, 3, 4, 5, 6, 11, 12, 13, 15, 16, 17, 18, 22, 23, 28, 40, 41, 42, 43, 50, 51, 54, 58, 59,
@@ -153,6 +154,7 @@ pub struct Dhcp {
     socket: AsyncFd<RawSocket>,
     waiters: Waiters,
     arch: u16,
+    naks: AtomicU64,
 }
 
 impl Dhcp {
@@ -172,10 +174,16 @@ impl Dhcp {
             socket,
             waiters: Mutex::new(BTreeMap::new()),
             arch,
+            naks: AtomicU64::new(0),
         });
         let rx = Arc::clone(&dhcp);
         tokio::spawn(async move { rx.receive().await });
         Ok(dhcp)
+    }
+
+    /// NAKs received (and DORAs restarted) since the last call; resets the count.
+    pub fn take_naks(&self) -> u64 {
+        self.naks.swap(0, Ordering::Relaxed)
     }
 
     async fn receive(&self) {
@@ -265,7 +273,10 @@ impl Dhcp {
                     return boot_info(&ack, acked.yiaddr, acked.server_id)
                         .ok_or_else(|| format!("the ACK for {} has no boot file", acked.yiaddr));
                 }
-                Err(e) if e == NAK && naks < NAK_RESTARTS => naks += 1,
+                Err(e) if e == NAK && naks < NAK_RESTARTS => {
+                    naks += 1;
+                    self.naks.fetch_add(1, Ordering::Relaxed);
+                }
                 Err(e) => return Err(e),
             }
         }

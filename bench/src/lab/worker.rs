@@ -68,7 +68,7 @@ impl Job {
             .build()
             .map_err(|e| LabError::Setup(format!("tokio runtime: {e}")))?;
         let cfg = &self.config;
-        let macs = machine_macs(cfg.machines);
+        let macs = machine_macs(cfg.machines, cfg.scatter_macs);
         let root = self.dir.join("root");
         edge::write_root(&root, cfg.sizes)?;
 
@@ -312,12 +312,14 @@ impl Job {
         self.progress.reset_boot();
         self.screen.bars(&[Phase::Dhcp, Phase::Tftp]);
         let before = server.usage();
+        dhcp.take_naks();
         let start = Instant::now();
         let outcomes = self.round(rt, dhcp, macs, xid_base, Until::BootFile)?;
         let all_done = start.elapsed();
         let after = server.usage();
         self.screen.bars(&[]);
-        let run = ServerRun::new(name, &outcomes, all_done, before, after);
+        let mut run = ServerRun::new(name, &outcomes, all_done, before, after);
+        run.naks = dhcp.take_naks();
         self.screen.say(format!(
             "  {name}: {}/{} machines have their boot file after {:.2} s",
             run.ok,
