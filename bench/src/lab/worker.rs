@@ -22,6 +22,9 @@ use super::progress::{self, Phase, Progress, Row};
 use super::pxe_dhcp::{ARCH_UEFI_X64, Dhcp};
 use super::{LabConfig, LabError, Screen, boot_phases, machine_macs};
 
+/// The thread that polls for ACTIVE machines: when each MAC (lower-case) was first seen.
+type ActiveWatcher = std::thread::JoinHandle<Result<BTreeMap<String, Instant>, LabError>>;
+
 /// Everything the worker needs.
 #[derive(Debug)]
 pub(crate) struct Job {
@@ -334,11 +337,7 @@ impl Job {
 
     /// A thread polling the REST API for ACTIVE machines until `stop`: when each MAC was first
     /// seen ACTIVE.
-    fn watch_active(
-        &self,
-        stop: Arc<AtomicBool>,
-    ) -> Result<std::thread::JoinHandle<Result<BTreeMap<String, Instant>, LabError>>, LabError>
-    {
+    fn watch_active(&self, stop: Arc<AtomicBool>) -> Result<ActiveWatcher, LabError> {
         let password = self.password.clone();
         let progress = Arc::clone(&self.progress);
         let total = self.config.machines;
