@@ -174,7 +174,15 @@ pub fn run(
             out,
             "removing namespace {ns} left by an earlier ims-lab run"
         );
-        let _ = netns::ip(&["netns", "del", &ns]);
+        netns::remove_stale(&ns);
+        // …and that run's temporary directory.
+        if let Some(pid) = ns
+            .strip_prefix(netns::NS_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        {
+            let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("ims-lab-{pid}")));
+        }
     }
     let dir = std::env::temp_dir().join(format!("ims-lab-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -236,8 +236,36 @@ pub fn stale_namespaces() -> Vec<String> {
                 .split('-')
                 .next()
                 .and_then(|p| p.parse::<u32>().ok());
-            pid.is_some_and(|p| !PathBuf::from(format!("/proc/{p}")).exists())
+            pid.is_some_and(|p| !alive(p))
         })
         .map(str::to_owned)
         .collect()
+}
+
+/// Remove a stale namespace of an earlier run (see [`stale_namespaces`]): the processes still
+/// in it (that run's netbootd, ims-control or dnsmasq, found with `ip netns pids`) are killed by
+/// PID first, then the namespace is deleted.
+pub fn remove_stale(ns: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = ip(&["netns", "del", ns]);
+}
+
+/// Whether process `pid` exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
 }
