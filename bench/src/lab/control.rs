@@ -12,6 +12,7 @@ use std::fs::File;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ims_proto::MacAddr;
@@ -119,12 +120,13 @@ pub struct Rest {
 }
 
 impl Rest {
-    /// Log in as `admin`, retrying (every 200 ms, at most `wait`) while the server starts.
+    /// Log in as `admin`, retrying (every 200 ms, at most `wait`) while the server starts;
+    /// gives up early when `cancel` is set.
     ///
     /// # Errors
-    /// No successful login within `wait`.
+    /// No successful login within `wait`, or cancelled.
     #[allow(clippy::disallowed_methods)] // bounded wait on a real server
-    pub fn login(password: &str, wait: Duration) -> Result<Self, LabError> {
+    pub fn login(password: &str, wait: Duration, cancel: &AtomicBool) -> Result<Self, LabError> {
         let deadline = std::time::Instant::now() + wait;
         let body = json!({"username": "admin", "password": password}).to_string();
         loop {
@@ -143,6 +145,9 @@ impl Rest {
                 Ok(r) => format!("HTTP {}: {}", r.status, String::from_utf8_lossy(&r.body)),
                 Err(e) => e.to_string(),
             };
+            if cancel.load(Ordering::Relaxed) {
+                return Err(LabError::Interrupted);
+            }
             if std::time::Instant::now() >= deadline {
                 return Err(LabError::Setup(format!(
                     "ims-control did not accept the admin login on {} within {wait:?} (last: {last})",

@@ -85,9 +85,12 @@ impl Job {
             &self.dir,
         )?;
         let t = Instant::now();
-        let mut rest = Rest::login(&self.password, Duration::from_secs(60)).map_err(|e| {
-            LabError::Setup(format!("{e}\n--- ims-control log:\n{}", ctl.log_tail(20)))
-        })?;
+        let mut rest = Rest::login(&self.password, Duration::from_secs(60), &self.cancel).map_err(
+            |e| match e {
+                LabError::Interrupted => e,
+                _ => LabError::Setup(format!("{e}\n--- ims-control log:\n{}", ctl.log_tail(20))),
+            },
+        )?;
         self.screen.say(format!(
             "ims-control up in {:.1} s (pid {})",
             t.elapsed().as_secs_f64(),
@@ -344,7 +347,7 @@ impl Job {
         std::thread::Builder::new()
             .name("ims-lab-active".to_owned())
             .spawn(move || {
-                let mut rest = Rest::login(&password, Duration::from_secs(10))?;
+                let mut rest = Rest::login(&password, Duration::from_secs(10), &stop)?;
                 let mut seen = BTreeMap::new();
                 while !stop.load(Ordering::Relaxed) && seen.len() < total {
                     let now = Instant::now();
