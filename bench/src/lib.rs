@@ -6,12 +6,16 @@
 //!   `bench/tftp-compare.sh` runs against netbootd, dnsmasq and tftpd-hpa side by side.
 //! - [`api_bench`]: REST load on `ims-control` (machine creation, 10,000-machine listings),
 //!   behind the `api-bench` binary and `bench/api-compare.sh` (SQLite and PostgreSQL).
+//! - [`lab`]: `ims-lab`, a virtual edge site in network namespaces (ims-control, an enrolled
+//!   netbootd, simulated PXE machines booting to ACTIVE) and the boot-storm comparison with
+//!   dnsmasq.
 //! - [`uplink_bench`]: thousands of simulated edges enrolling and heartbeating over the QUIC
 //!   uplink of one `ims-control`, behind the `uplink-bench` binary and `bench/uplink-bench.sh`.
 #![forbid(unsafe_code)]
 
 pub mod api_bench;
 pub mod dhcp_load;
+pub mod lab;
 pub mod tftp_storm;
 pub mod uplink_bench;
 

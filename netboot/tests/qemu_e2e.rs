@@ -1,0 +1,577 @@
+//! Real firmware, end to end: a QEMU machine PXE-boots through `netbootd` to `ACTIVE`, then
+//! boots once more and does not netboot; the same machine under UEFI fetches its boot file over
+//! TFTP with the block and window size the firmware asked for.
+//!
+//! The site: `ims-control` (SQLite in the site's temp dir) and `netbootd` (DHCP on `srv0`, TFTP
+//! and HTTP on 10.77.0.1, uplink enrolled with a join token) in the server namespace; in the
+//! client namespace a bridge joins the site's veth and QEMU's tap. The machine, its boot profile
+//! and its address are registered over REST; the edge gets them from the control plane.
+//!
+//! 1. SeaBIOS + the virtio NIC's iPXE ROM (`ipxe-qemu`, arch 0, user class `iPXE`): DHCP gives
+//!    iPXE the machine's script URL → the script (kernel, initrd, command line with the
+//!    phone-home URL) → kernel and initramfs over HTTP → the initramfs (Debian cloud kernel,
+//!    busybox-static, virtio modules; built here) gets a lease with udhcpc, POSTs phone-home
+//!    with the run's token and powers off. Asserted: the console marker with the token, the
+//!    machine `ACTIVE` with netboot off in the REST API, and its timeline (lease with the boot
+//!    file, iPXE script, HTTP transfers of kernel and initrd, phone-home).
+//! 2. The same machine boots again: it gets an address but no boot file (iPXE finds nothing to
+//!    boot and the firmware falls through), nothing is fetched, the machine stays `ACTIVE`.
+//! 3. Netboot is switched on again over REST; OVMF's own PXE (arch 7, virtio NIC without option
+//!    ROM) gets `snponly.efi` over TFTP: the edge's `TftpStarted` event (in the timeline) shows
+//!    blksize 1468 and windowsize 4, what OVMF asks for, and the transfer completes. That iPXE
+//!    then asks again (user class `iPXE`), gets the script and boots the same kernel through
+//!    the EFI stub; the machine phones home and is `ACTIVE` again.
+//!
+//! The LAN has an IPv6 router advertiser (as real provisioning networks do), so iPXE does not
+//! wait ≈ 13 s per boot for one: the BIOS boot reaches phone-home in ≈ 7 s under TCG.
+//!
+//! Needs root, QEMU, ipxe-qemu, ipxe, ovmf and a Debian mirror for `apt-get download` (kernel and
+//! busybox-static, cached in `target/debug/qemu-e2e-cache`); a missing prerequisite fails the
+//! test with the package to install. Every QEMU run has a hard timeout; QEMU, the daemons, the
+//! namespaces, the bridge and the tap are removed on drop, also when the test fails.
+#![allow(clippy::disallowed_methods, clippy::unwrap_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::http::{http, ims_control};
+use support::netns;
+use support::payload::{INIT_FAILED, PHONE_HOME_OK, Payload, cache_dir};
+use support::qemu::{
+    Firmware, Lan, Prerequisites, Qemu, RemoveOnDrop, RouterAdvertiser, SNPONLY_EFI, UNDIONLY_KPXE,
+};
+use support::site::{CLIENT_IF, NETBOOTD, SERVER_IF, SERVER_IP, Site};
+
+const PASSWORD: &str = "qemu-e2e-admin-password";
+const API: &str = "127.0.0.1:18000";
+const QUIC: &str = "127.0.0.1:17443";
+const HTTP_PORT: u16 = 8080;
+const MAC: &str = "52:54:00:e2:e0:01";
+const MACHINE_IP: &str = "10.77.0.11";
+/// Bound for the BIOS boot to phone-home (TCG, no IPv6 router on the LAN: iPXE waits ≈ 13 s).
+const BIOS_BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Bound for the second boot to show that nothing netboots.
+const SECOND_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound for OVMF to fetch its boot file.
+const UEFI_TIMEOUT: Duration = Duration::from_secs(90);
+/// Bound for the UEFI boot to phone-home.
+const UEFI_BOOT_TIMEOUT: Duration = Duration::from_secs(150);
+
+/// `ims-control serve` in the server namespace, killed (by PID) on drop.
+struct Control {
+    child: Child,
+    ns: String,
+    token: String,
+}
+
+impl Control {
+    fn start(site: &Site, data: &Path) -> Self {
+        let log = std::fs::File::create(site.dir().join("ims-control.log")).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &site.server_ns])
+            .arg(ims_control())
+            .args(["serve", "--listen", API, "--quic-listen", QUIC])
+            .args(["--heartbeat-interval", "1s", "--data-dir"])
+            .arg(data)
+            .env("IMS_ADMIN_PASSWORD", PASSWORD)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut c = Self {
+            child,
+            ns: site.server_ns.clone(),
+            token: String::new(),
+        };
+        let body = json!({"username": "admin", "password": PASSWORD});
+        let (_, text) = wait("ims-control to answer a login", 60, || {
+            c.raw("POST", "/api/token/", Some(&body))
+                .filter(|(s, _)| *s == 200)
+        });
+        c.token = serde_json::from_str::<Value>(&text).unwrap()["access"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        c
+    }
+
+    fn raw(&self, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, String)> {
+        let addr = API.parse().unwrap();
+        let token = (!self.token.is_empty()).then(|| self.token.clone());
+        let (method, path, body) = (method.to_owned(), path.to_owned(), body.cloned());
+        netns::run_in(&self.ns, move || {
+            http(&method, addr, &path, token.as_deref(), body.as_ref())
+        })
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, text) = self
+            .raw(method, path, body.as_ref())
+            .unwrap_or_else(|| panic!("{method} {path}: no answer"));
+        assert!(status < 300, "{method} {path}: HTTP {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// The machine's timeline, oldest first, as `(kind, message, detail)`.
+    fn timeline(&self, id: i64) -> Vec<(String, String, Value)> {
+        let page = self.call(
+            "GET",
+            &format!("/api/machines/{id}/events?page_size=1000"),
+            None,
+        );
+        let mut out: Vec<(i64, String, String, Value)> = page["results"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| {
+                (
+                    e["id"].as_i64().unwrap_or_default(),
+                    e["kind"].as_str().unwrap_or_default().to_owned(),
+                    e["message"].as_str().unwrap_or_default().to_owned(),
+                    e["detail"].clone(),
+                )
+            })
+            .collect();
+        out.sort_by_key(|e| e.0);
+        out.into_iter().map(|(_, k, m, d)| (k, m, d)).collect()
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn show(timeline: &[(String, String, Value)]) -> String {
+    timeline
+        .iter()
+        .map(|(k, m, d)| {
+            let probe = if is_probe(k, d) {
+                "  (the test's probe)"
+            } else {
+                ""
+            };
+            format!("  {k:<20} {m}{probe}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A script fetched by the test itself (from the server's address) to see what the edge
+/// serves, not by the machine.
+fn is_probe(kind: &str, detail: &Value) -> bool {
+    kind == "ipxe_script" && detail.to_string().contains(&format!("\"{SERVER_IP}:"))
+}
+
+/// The edge's iPXE script for the machine (what iPXE would get).
+fn edge_script(site: &Site) -> Option<String> {
+    let addr = SocketAddr::new(SERVER_IP.into(), HTTP_PORT);
+    netns::http_get(
+        &site.server_ns,
+        addr,
+        &format!("/boot.ipxe?mac={MAC}"),
+        Duration::from_secs(3),
+    )
+    .ok()
+    .filter(|(status, _)| *status == 200)
+    .map(|(_, body)| body)
+}
+
+#[test]
+fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
+    let t0 = Instant::now();
+    Prerequisites::check();
+    let payload = Payload::prepare(&cache_dir());
+    eprintln!(
+        "[qemu_e2e] payload: {} ({} modules: {}) in {:?}",
+        payload.kernel_package,
+        payload.modules.len(),
+        payload
+            .modules
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        t0.elapsed()
+    );
+
+    // Dropped after `site` (declared first): removes the site's directory even on failure.
+    let mut remove_dir = RemoveOnDrop::default();
+    let mut site = Site::new("qemu");
+    remove_dir.0 = Some(site.dir().to_path_buf());
+    let run_token = format!("run-{}-{}", std::process::id(), t0.elapsed().as_nanos());
+    let root = site.dir().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::copy(&payload.kernel, root.join("vmlinuz")).unwrap();
+    payload.write_initramfs(&root.join("initrd.img"));
+    std::fs::copy(SNPONLY_EFI, root.join("snponly.efi")).unwrap();
+    std::fs::copy(UNDIONLY_KPXE, root.join("undionly.kpxe")).unwrap();
+
+    // The control plane: site, cluster, boot profile, pool and the machine.
+    let control_data = site.dir().join("control");
+    std::fs::create_dir_all(&control_data).unwrap();
+    let control = Control::start(&site, &control_data);
+    control.call("POST", "/api/sites", Some(json!({"name": "lab"})));
+    control.call(
+        "POST",
+        "/api/cluster",
+        Some(json!({"name": "c-lab", "site": "lab"})),
+    );
+    let script_url = format!("http://{SERVER_IP}:{HTTP_PORT}/boot.ipxe?mac=${{net0/mac}}");
+    control.call(
+        "POST",
+        "/api/boot-profiles",
+        Some(json!({
+            "name": "p-qemu", "site": "lab",
+            "bios": "undionly.kpxe", "uefi_x64": "snponly.efi", "ipxe_script": script_url,
+            "kernel": "vmlinuz", "initrd": "initrd.img",
+            // `initrd=` names the image for the EFI stub (iPXE on UEFI); harmless under BIOS.
+            "cmdline": format!("console=ttyS0,115200 panic=-1 initrd=initrd.img \
+                                ims_e2e_token={run_token} phone_home={{phone_home}}"),
+        })),
+    );
+    control.call(
+        "POST",
+        "/api/ippools",
+        Some(
+            json!({"site": "lab", "cidr": "10.77.0.0/24", "range_start": "10.77.0.100",
+                    "range_end": "10.77.0.150"}),
+        ),
+    );
+    let machine = control.call(
+        "POST",
+        "/api/machines",
+        Some(
+            json!({"cluster": "c-lab", "hostname": "qemu-1", "mac": MAC, "ip": MACHINE_IP,
+                    "boot_profile": "p-qemu"}),
+        ),
+    );
+    let id = machine["id"].as_i64().unwrap();
+
+    // Enrol the edge, then run it: DHCP on srv0, TFTP and HTTP from the root.
+    let token_out = site.run_in(
+        &site.server_ns,
+        &[
+            ims_control().to_str().unwrap(),
+            "join-token",
+            "--site",
+            "lab",
+            "--data-dir",
+            control_data.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(token_out.success(), "join-token failed:\n{token_out}");
+    let join = token_out.stdout.lines().last().unwrap().trim().to_owned();
+    let enrol_config = site.dir().join("enrol.toml");
+    std::fs::write(
+        &enrol_config,
+        format!(
+            "data_dir = \"{}\"\n[control]\nendpoint = \"{QUIC}\"\n",
+            site.data_dir().display()
+        ),
+    )
+    .unwrap();
+    let enrolled = site.run_in(
+        &site.server_ns,
+        &[
+            NETBOOTD,
+            "enroll",
+            "--config",
+            enrol_config.to_str().unwrap(),
+            "--control",
+            QUIC,
+            "--token",
+            &join,
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(enrolled.success(), "enroll failed:\n{enrolled}");
+    let root_s = root.display();
+    site.start_netbootd(&format!(
+        "[[interface]]\nname = \"srv0\"\naddress = \"{SERVER_IP}\"\n\n\
+         [[subnet]]\ncidr = \"10.77.0.0/24\"\nlease_time = \"1h\"\n\
+         range = [\"10.77.0.100\", \"10.77.0.150\"]\n\n\
+         [tftp]\nroot = \"{root_s}\"\nlisten = \"{SERVER_IP}:69\"\n\n\
+         [http]\nlisten = \"{SERVER_IP}:{HTTP_PORT}\"\nroot = \"{root_s}\"\n\n\
+         [control]\nendpoint = \"{QUIC}\"\n"
+    ));
+    site.wait_metric("netbootd_uplink_connected", &[], "== 1", |v| v == 1.0);
+    let script = wait("the machine's iPXE script at the edge", 30, || {
+        edge_script(&site).filter(|s| s.contains("kernel "))
+    });
+    assert!(script.contains(&run_token), "{script}");
+    eprintln!("[qemu_e2e] site ready after {:?}:\n{script}", t0.elapsed());
+
+    let lan = Lan::new(&site.client_ns, CLIENT_IF);
+    let _router = RouterAdvertiser::start(&site.server_ns, SERVER_IF);
+
+    // 1. BIOS: SeaBIOS + iPXE ROM → script → kernel + initramfs over HTTP → phone-home.
+    let mut vm = Qemu::start(&lan, Firmware::BiosIpxeRom, MAC, site.dir(), "bios-1");
+    let marker = format!("{PHONE_HOME_OK} token={run_token}");
+    let (seen, at) = vm
+        .wait_console(&[&marker, INIT_FAILED], BIOS_BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("BIOS boot: {e}"));
+    assert_eq!(
+        seen,
+        marker,
+        "BIOS boot: the initramfs failed\n{}",
+        vm.report()
+    );
+    let status = vm.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "BIOS boot: the guest did not power off within 30 s of phoning home ({status:?})\n{}",
+        vm.report()
+    );
+    let console = vm.console();
+    assert!(console.contains("iPXE"), "{}", vm.report());
+    let bios_time = at;
+    eprintln!("[qemu_e2e] BIOS boot phoned home after {at:?}");
+    drop(vm);
+
+    let m = wait("the machine ACTIVE", 30, || {
+        let m = control.call("GET", &format!("/api/machines/{id}"), None);
+        (m["status"] == "ACTIVE").then_some(m)
+    });
+    assert_eq!(m["netboot"], false, "{m}");
+    let timeline = wait("the whole timeline at the control plane", 20, || {
+        let t = control.timeline(id);
+        t.iter().any(|(k, _, _)| k == "phone_home").then_some(t)
+    });
+    let has = |kind: &str, text: &str| {
+        timeline
+            .iter()
+            .any(|(k, m, d)| k == kind && m.contains(text) && !is_probe(k, d))
+    };
+    for (kind, text) in [
+        ("lease", "boot file http://"),
+        (
+            "ipxe_script",
+            "iPXE fetched its boot script (profile p-qemu)",
+        ),
+        ("transfer_started", "HTTP download of vmlinuz"),
+        ("transfer_completed", "HTTP download of vmlinuz completed"),
+        ("transfer_started", "HTTP download of initrd.img"),
+        (
+            "transfer_completed",
+            "HTTP download of initrd.img completed",
+        ),
+        ("phone_home", "provisioning finished"),
+    ] {
+        assert!(
+            has(kind, text),
+            "timeline has no {kind} entry with {text:?}:\n{}",
+            show(&timeline)
+        );
+    }
+    let phone = timeline.iter().find(|(k, _, _)| k == "phone_home").unwrap();
+    assert!(
+        phone.2.to_string().contains(&run_token),
+        "the phone-home body is not this run's: {}",
+        phone.2
+    );
+    eprintln!("[qemu_e2e] timeline after boot 1:\n{}", show(&timeline));
+
+    // 2. Boot once: the next boot gets an address but nothing to boot.
+    wait("netboot off at the edge", 20, || {
+        edge_script(&site).filter(|s| s.contains("netboot is off"))
+    });
+    let before = timeline.len();
+    let mut vm = Qemu::start(&lan, Firmware::BiosIpxeRom, MAC, site.dir(), "bios-2");
+    let (seen, at) = vm
+        .wait_console(
+            &[
+                "No bootable device",
+                "No filename or root path",
+                "Nothing to boot",
+                &marker,
+            ],
+            SECOND_BOOT_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("second boot: {e}"));
+    assert_ne!(
+        seen,
+        marker,
+        "the second boot netbooted again\n{}",
+        vm.report()
+    );
+    eprintln!("[qemu_e2e] second boot fell through ({seen:?}) after {at:?}");
+    let second = wait("the second boot's lease at the control plane", 20, || {
+        let t = control.timeline(id);
+        t[before..]
+            .iter()
+            .any(|(k, _, _)| k == "lease")
+            .then_some(t)
+    });
+    vm.kill();
+    let console = vm.console();
+    drop(vm);
+    assert!(
+        console.contains("iPXE") && !console.contains("vmlinuz"),
+        "second boot console:\n{console}"
+    );
+    let new = &second[before..];
+    assert!(
+        new.iter()
+            .filter(|(k, _, d)| !is_probe(k, d))
+            .all(|(k, _, d)| k == "lease" && d["boot_file"].is_null()),
+        "the second boot got a boot file or fetched something:\n{}",
+        show(new)
+    );
+    let m = control.call("GET", &format!("/api/machines/{id}"), None);
+    assert_eq!(m["status"], "ACTIVE", "{m}");
+
+    // 3. UEFI: netboot on again; OVMF's PXE fetches snponly.efi over TFTP.
+    control.call(
+        "PATCH",
+        &format!("/api/machines/{id}"),
+        Some(json!({"netboot": true})),
+    );
+    wait("netboot on again at the edge", 20, || {
+        edge_script(&site).filter(|s| s.contains("kernel "))
+    });
+    let before = control.timeline(id).len();
+    let mut vm = Qemu::start(&lan, Firmware::UefiPxe, MAC, site.dir(), "uefi");
+    let started = Instant::now();
+    let entries = loop {
+        let t = control.timeline(id);
+        let done = t[before..]
+            .iter()
+            .any(|(k, m, _)| k == "transfer_completed" && m.contains("snponly.efi"));
+        if done {
+            break t;
+        }
+        assert!(
+            started.elapsed() < UEFI_TIMEOUT,
+            "UEFI: no completed TFTP transfer of snponly.efi within {UEFI_TIMEOUT:?}:\n{}\n{}",
+            show(&t[before..]),
+            vm.report()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let uefi_tftp_time = vm.elapsed();
+    // OVMF probes the size first (tsize) and aborts that transfer with a TFTP error once it
+    // has the OACK; the edge reports it as a failed transfer, which the control plane turns
+    // into ERROR until the machine phones home. Shown, not asserted (see the report).
+    let m = control.call("GET", &format!("/api/machines/{id}"), None);
+    eprintln!(
+        "[qemu_e2e] machine status after OVMF's TFTP: {}",
+        m["status"]
+    );
+    let new = &entries[before..];
+    let tftp: Vec<&Value> = new
+        .iter()
+        .filter(|(k, m, _)| k == "transfer_started" && m.contains("TFTP transfer of snponly.efi"))
+        .map(|(_, _, d)| d)
+        .collect();
+    assert!(!tftp.is_empty(), "{}", show(new));
+    let negotiated = tftp
+        .iter()
+        .any(|d| d["type"] == "TftpStarted" && d["blksize"] == 1468 && d["windowsize"] == 4);
+    assert!(
+        negotiated,
+        "OVMF asks for blksize 1468 and windowsize 4; the TftpStarted events show:\n{tftp:#?}"
+    );
+    assert!(
+        new.iter()
+            .any(|(k, _, d)| k == "lease" && d["boot_file"] == "snponly.efi"),
+        "UEFI: no lease handing out snponly.efi:\n{}",
+        show(new)
+    );
+    let size = std::fs::metadata(SNPONLY_EFI).unwrap().len();
+    assert!(
+        new.iter().any(|(k, _, d)| k == "transfer_completed"
+            && d["type"] == "TftpCompleted"
+            && d["path"] == "snponly.efi"
+            && d["bytes"] == size),
+        "UEFI: snponly.efi ({size} bytes) was not delivered whole:\n{}",
+        show(new)
+    );
+
+    // snponly.efi is iPXE: it asks again (user class iPXE, arch 7), gets the script and boots
+    // the kernel through the EFI stub; the initramfs phones home and the machine is ACTIVE again.
+    let (seen, uefi_time) = vm
+        .wait_console(&[&marker, INIT_FAILED], UEFI_BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("UEFI boot: {e}"));
+    assert_eq!(
+        seen,
+        marker,
+        "UEFI boot: the initramfs failed\n{}",
+        vm.report()
+    );
+    let status = vm.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "UEFI boot: the guest did not power off within 30 s of phoning home ({status:?})\n{}",
+        vm.report()
+    );
+    drop(vm);
+    let m = wait("the machine ACTIVE after the UEFI boot", 30, || {
+        let m = control.call("GET", &format!("/api/machines/{id}"), None);
+        (m["status"] == "ACTIVE" && m["netboot"] == false).then_some(m)
+    });
+    let entries = wait("the UEFI boot's phone-home in the timeline", 20, || {
+        let t = control.timeline(id);
+        t[before..]
+            .iter()
+            .any(|(k, _, _)| k == "phone_home")
+            .then_some(t)
+    });
+    let new = &entries[before..];
+    for (kind, text) in [
+        (
+            "ipxe_script",
+            "iPXE fetched its boot script (profile p-qemu)",
+        ),
+        ("transfer_completed", "HTTP download of vmlinuz completed"),
+        (
+            "transfer_completed",
+            "HTTP download of initrd.img completed",
+        ),
+    ] {
+        assert!(
+            new.iter()
+                .any(|(k, t, d)| k == kind && t.contains(text) && !is_probe(k, d)),
+            "UEFI: timeline has no {kind} entry with {text:?}:\n{}",
+            show(new)
+        );
+    }
+    eprintln!(
+        "[qemu_e2e] UEFI timeline (machine {}):\n{}",
+        m["status"],
+        show(new)
+    );
+
+    drop(lan);
+    drop(control);
+    drop(site);
+    eprintln!(
+        "[qemu_e2e] BIOS boot to phone-home {bios_time:?}; UEFI: snponly.efi delivered at \
+         {uefi_tftp_time:?}, phone-home at {uefi_time:?}; whole test {:?}",
+        t0.elapsed()
+    );
+}
