@@ -5,11 +5,14 @@
 //! SQL is written once for both backends: `$1`-style placeholders (SQLite accepts them),
 //! `BIGINT` Unix-millisecond times, `BIGINT` 0/1 booleans, and `RETURNING id` on inserts.
 //! Write transactions start with [`Db::begin_write`], which takes SQLite's write lock up front
-//! (`BEGIN IMMEDIATE`) so that concurrent writers wait on `busy_timeout` instead of failing.
+//! (`BEGIN IMMEDIATE`) so that concurrent writers wait on `busy_timeout` instead of failing;
+//! on SQLite the writers of one process first queue for their turn in order ([`WriteTx`]), so a
+//! burst of writes neither spins in SQLite's busy handler nor holds the connections readers need.
 //! SQLite runs in WAL mode with `synchronous = FULL`: a write the API answered is on disk.
 
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -250,6 +253,51 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite: writers of this process take turns here (first come, first served) before they
+    /// take a connection and the file's write lock, so a burst of writes queues fairly instead
+    /// of spinning in SQLite's busy handler while holding pool connections that readers need.
+    write_turn: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// A write transaction from [`Db::begin_write`]: use `&mut *tx` as the executor, then
+/// [`WriteTx::commit`]; dropping it rolls back. On SQLite it also holds this process's write
+/// turn until it ends.
+#[derive(Debug)]
+pub struct WriteTx {
+    tx: Transaction<'static, Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    /// Commits the transaction.
+    ///
+    /// # Errors
+    /// The database refused the commit.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    /// Rolls the transaction back.
+    ///
+    /// # Errors
+    /// The database refused the rollback.
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
 }
 
 /// The SQLite file inside a data directory.
@@ -315,7 +363,13 @@ impl Db {
                 url: redact_url(url),
                 source,
             })?;
-        Ok(Self { pool, backend })
+        let write_turn =
+            (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        Ok(Self {
+            pool,
+            backend,
+            write_turn,
+        })
     }
 
     /// Applies the pending migrations of this backend (safe to run from several processes at
@@ -349,12 +403,19 @@ impl Db {
     ///
     /// # Errors
     /// The database is unreachable or stays locked past the busy timeout.
-    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+    pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        let turn = match &self.write_turn {
+            Some(turn) => Some(Arc::clone(turn).lock_owned().await),
+            None => None,
+        };
         let statement = match self.backend {
             Backend::Sqlite => "BEGIN IMMEDIATE",
             Backend::Postgres => "BEGIN",
         };
-        Ok(self.pool.begin_with(statement).await?)
+        Ok(WriteTx {
+            tx: self.pool.begin_with(statement).await?,
+            _turn: turn,
+        })
     }
 
     /// Checks that the database answers (`/readyz`).

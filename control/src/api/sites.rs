@@ -365,7 +365,7 @@ pub(crate) async fn read_conn(state: &AppState) -> Result<PoolConnection<Any>, A
 ///
 /// # Errors
 /// The commit failed.
-pub(crate) async fn commit(tx: sqlx::Transaction<'static, Any>) -> Result<(), ApiError> {
+pub(crate) async fn commit(tx: crate::db::WriteTx) -> Result<(), ApiError> {
     Ok(tx.commit().await.map_err(StoreError::from)?)
 }
 
