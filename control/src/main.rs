@@ -12,6 +12,7 @@
 //! ims-control join-token --site NAME [--ttl 1h] [--count N]            one-time edge tokens
 //! ims-control worker list                                              list edge workers
 //! ims-control worker revoke ID                                         revoke an edge worker
+//! ims-control rotate-key [--access-ttl 15m] [--refresh-ttl 24h]         new token signing key
 //! ```
 //!
 //! `serve` also runs the edge uplink (QUIC, UDP `--quic-listen`, default 0.0.0.0:7443) and logs
@@ -38,7 +39,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use ims_control::api::page::{MAX_PAGE_SIZE, PageRequest};
-use ims_control::auth::password;
+use ims_control::auth::{password, rotation};
 use ims_control::config::{ConfigSources, LogFormat, RawConfig, ServeConfig};
 use ims_control::db::{Db, StoreError, format_ts, now_ms};
 use ims_control::model::UserRole;
@@ -96,6 +97,18 @@ enum Cmd {
     /// Manage edge workers.
     #[command(subcommand)]
     Worker(WorkerCmd),
+    /// Rotate the token signing key: a new key signs from now on; older keys keep verifying
+    /// until every token they signed has expired (the longer token lifetime, plus a minute for
+    /// replicas to reload and a minute of clock skew), then they are pruned. Running servers
+    /// pick the new key up within a minute, or at once when they see a token signed with it.
+    RotateKey {
+        /// Access-token lifetime the servers use [default: 15m].
+        #[arg(long, env = "IMS_ACCESS_TTL", value_name = "DURATION")]
+        access_ttl: Option<String>,
+        /// Refresh-token lifetime the servers use [default: 24h].
+        #[arg(long, env = "IMS_REFRESH_TTL", value_name = "DURATION")]
+        refresh_ttl: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -255,6 +268,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             .heartbeat_interval
             .clone_from(&args.heartbeat_interval);
     }
+    if let Cmd::RotateKey {
+        access_ttl,
+        refresh_ttl,
+    } = &cli.command
+    {
+        layer.access_ttl.clone_from(access_ttl);
+        layer.refresh_ttl.clone_from(refresh_ttl);
+    }
     let sources = ConfigSources::load(cli.config.as_deref(), layer).map_err(usage)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -297,6 +318,31 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 let result = join_token(&db, &site, ttl, count).await;
                 db.close().await;
                 result
+            })
+        }
+        Cmd::RotateKey { .. } => {
+            let settings = sources.serve().map_err(usage)?.auth;
+            let location = sources.store().map_err(usage)?;
+            runtime.block_on(async {
+                let db = server::open_store(&location).await?;
+                db.migrate().await.context("migrating the store")?;
+                let grace = rotation::grace(&settings);
+                let result = rotation::rotate(&db, now_ms(), grace).await;
+                db.close().await;
+                let r = result.context("rotating the token signing key")?;
+                say(&format!(
+                    "new signing key {}; keys verifying: {}; pruned: {}; older keys are pruned {} \
+                     after their successor was created",
+                    r.current,
+                    r.kept.join(", "),
+                    if r.pruned.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        r.pruned.join(", ")
+                    },
+                    humantime::format_duration(grace)
+                ))?;
+                Ok(())
             })
         }
         Cmd::Worker(cmd) => {

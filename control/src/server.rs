@@ -187,24 +187,34 @@ pub async fn serve(
 ) -> io::Result<()> {
     // O2ims change detection and notification delivery, stopped with the server.
     let notifications = crate::o2ims::delivery::spawn(&state.db);
+    // Signing keys: pruned when expired and reloaded from the store (rotation by any replica).
+    let key_refresh = crate::auth::rotation::spawn_refresh(state.db.clone(), state.auth.clone());
     let handle = Handle::new();
     let stopper = handle.clone();
     let stop_task = tokio::spawn(async move {
         shutdown.await;
         stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
     });
-    let service =
-        <_ as axum::ServiceExt<axum::extract::Request>>::into_make_service_with_connect_info::<
-            SocketAddr,
-        >(api::app(state));
+    // Security headers around everything served (crate::security), the API sets them too.
+    let app = tower::Layer::layer(
+        &crate::security::ResponseHeaders::security(),
+        api::app(state),
+    );
     let result = match tls {
         Some(config) => {
+            // HTTPS only: Strict-Transport-Security on every response (crate::security).
+            let service = <_ as axum::ServiceExt<axum::extract::Request>>::into_make_service_with_connect_info::<
+                SocketAddr,
+            >(tower::Layer::layer(&crate::security::ResponseHeaders::hsts(), app));
             axum_server::from_tcp_rustls(listener, config)
                 .handle(handle)
                 .serve(service)
                 .await
         }
         None => {
+            let service = <_ as axum::ServiceExt<axum::extract::Request>>::into_make_service_with_connect_info::<
+                SocketAddr,
+            >(app);
             axum_server::from_tcp(listener)
                 .handle(handle)
                 .serve(service)
@@ -213,5 +223,6 @@ pub async fn serve(
     };
     stop_task.abort();
     drop(notifications);
+    drop(key_refresh);
     result
 }
