@@ -57,6 +57,21 @@ const KEYWORDS: &[&str] = &[
     "inf",
     "nan",
     "atan2",
+    // Aggregation operators may put their `by (…)` before the parenthesis.
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
+    "limitk",
+    "limit_ratio",
 ];
 
 /// The metric names a PromQL expression (or a Grafana query) reads: identifiers that are not
@@ -377,16 +392,17 @@ fn run_site_and_scrape() -> (String, String) {
 
     let boot_file = lab.put_random("undionly.kpxe", 300_000);
     let body = format!(
-        "[[interface]]\nname = \"srv0\"\naddress = \"{SERVER_IP}\"\n\n{}\n\
+        "[[interface]]\nname = \"srv0\"\naddress = \"{SERVER_IP}\"\n\n\
+         [[subnet]]\ncidr = \"10.77.0.0/24\"\n\n{}\n\
          [http]\nlisten = \"{SERVER_IP}:8080\"\n\n{control_section}",
         lab.tftp_section("")
     );
     lab.start(&body);
-    // The snapshot (with the pool's subnet) has arrived and the worker reports in.
+    // The snapshot's subnet (the pool's range, 101 addresses; the file's has no range) is served.
     let subnet_served = wait_until(Duration::from_secs(30), || {
         let page = lab.site.metrics();
         (page.contains("netbootd_uplink_connected 1")
-            && page.contains("netbootd_dhcp_pool_size{subnet=\"10.77.0.0/24\"}"))
+            && page.contains("netbootd_dhcp_pool_size{subnet=\"10.77.0.0/24\"} 101"))
         .then_some(())
     });
     assert!(
