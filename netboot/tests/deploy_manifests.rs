@@ -488,15 +488,27 @@ fn prometheus_scrapes_the_configured_ports_and_the_rules_are_complete() {
     ] {
         assert!(names.contains(wanted), "alert {wanted} missing");
     }
-    // promtool, when installed, checks the rules' PromQL too.
-    if let Ok(out) = Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(workspace().join("deploy/prometheus/alerts.yml"))
-        .output()
-    {
+    // promtool, when installed, checks the rules' PromQL and runs their unit tests
+    // (alerts_test.yml: each alert fires, or stays quiet, on given series).
+    for args in [
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts_test.yml"],
+    ] {
+        let Ok(out) = Command::new("promtool")
+            .args(args)
+            .current_dir(workspace().join("deploy/prometheus"))
+            .output()
+        else {
+            eprintln!(
+                "promtool not installed: `promtool {}` skipped",
+                args.join(" ")
+            );
+            continue;
+        };
         assert!(
             out.status.success(),
-            "promtool check rules:\n{}{}",
+            "promtool {}:\n{}{}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
