@@ -11,8 +11,8 @@
 //! | `ims_control_db_pool_idle` | gauge | | idle store connections |
 //! | `ims_control_build_info` | gauge (always 1) | `version` | the running version |
 //!
-//! and the fleet and certificate gauges of the `fleet` submodule (workers by status, their heartbeats,
-//! outboxes and certificates, the uplink CA and server certificates).
+//! and the fleet and certificate gauges of the `fleet` submodule (workers by status, their
+//! heartbeats, outboxes and certificates, the uplink CA and server certificates).
 //!
 //! `route` is the matched route template (`/api/users/{id}`), or `unmatched` for requests no
 //! route matched, so the label set stays bounded; `method` is one of the standard HTTP methods
