@@ -312,8 +312,7 @@ fn kubernetes_manifests_match_the_binaries_and_their_configurations() {
             .collect();
         assert!(!probes.is_empty(), "{ctx}: no HTTP probes");
 
-        let service_port;
-        if binary == "netbootd" {
+        let service_port = if binary == "netbootd" {
             assert_eq!(
                 pod["hostNetwork"].as_bool(),
                 Some(true),
@@ -345,7 +344,7 @@ fn kubernetes_manifests_match_the_binaries_and_their_configurations() {
                 Some(endpoint),
                 "{ctx}: the init container enrols with the [control] endpoint"
             );
-            service_port = None;
+            None
         } else {
             assert_eq!(
                 container_ports(&main),
@@ -391,8 +390,8 @@ fn kubernetes_manifests_match_the_binaries_and_their_configurations() {
             } else {
                 assert!(claim, "{ctx}: SQLite needs a PersistentVolumeClaim");
             }
-            service_port = Some(listen);
-        }
+            Some(listen)
+        };
 
         // Services in front of it route to its declared ports.
         for s in in_dir(&w.dir, "Service") {
