@@ -50,7 +50,6 @@ pub const SECURITY_HEADERS: [(&str, &str); 4] = [
 ];
 
 /// `router` with the default body limit, the 413 problem document and the security headers.
-#[must_use]
 pub fn harden<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     router
         .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT))

@@ -223,8 +223,8 @@ async fn rotation_keeps_old_tokens_until_they_expire(app: &TestApp) {
     let p = rotation::prune(db, t0 + grace_ms - 1, grace).await.unwrap();
     assert!(p.pruned.is_empty(), "{p:?}");
     let p = rotation::prune(db, t0 + grace_ms, grace).await.unwrap();
-    assert_eq!(p.pruned, [old_kid.clone()]);
-    assert_eq!(p.kept, [r.current.clone()]);
+    assert_eq!(p.pruned, [old_kid.as_str()]);
+    assert_eq!(p.kept, [r.current.as_str()]);
     app.state.auth.keys.reload(db).await.unwrap();
     let refused = app
         .call(Method::GET, "/api/users/me", Some(&long_lived), None)

@@ -241,8 +241,6 @@ fn run_enroll(path: &Path, config: &Config, control: &str, token: &str, force: b
     }
 }
 
-/// The wall clock, read once at startup for the core's initial `now`.
-#[allow(clippy::disallowed_methods)]
 /// Drops root and capabilities (see `io::privileges`) and logs what was kept. Runs on the main
 /// thread, inside `daemon`, after the last socket is open.
 fn drop_privileges(user: Option<&str>) -> anyhow::Result<()> {
@@ -273,6 +271,8 @@ fn drop_privileges(user: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The wall clock, read once at startup for the core's initial `now`.
+#[allow(clippy::disallowed_methods)]
 fn unix_now() -> UnixTime {
     UnixTime(
         SystemTime::now()

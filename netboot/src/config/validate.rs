@@ -208,7 +208,7 @@ pub(super) fn rate_limit(
     let burst = burst.unwrap_or(default.burst);
     if per_second > 0 && burst == 0 {
         return Err(invalid(
-            &format!("{section}.rate_limit_burst"),
+            format!("{section}.rate_limit_burst"),
             span,
             format!(
                 "is 0 while {section}.{rate_key} is {per_second}: allow at least one message at                  once (the default is {}), or set {section}.{rate_key} = 0 to turn the limit off",

@@ -392,7 +392,9 @@ fn fuzz_seed_corpus_matches_the_fixtures() {
 fn firmware_seed_fixtures_decode() {
     use super::{Message, MessageType, code};
     use std::net::Ipv4Addr;
-    let cases: [(Vec<u8>, MessageType, u16, bool, Option<Ipv4Addr>); 4] = [
+    /// Bytes, type, arch, iPXE (user class and option 175), requested address.
+    type Case = (Vec<u8>, MessageType, u16, bool, Option<Ipv4Addr>);
+    let cases: [Case; 4] = [
         (
             ipxe_bios_request(),
             MessageType::Request,
