@@ -221,6 +221,19 @@ fn kubernetes_manifests_match_the_binaries_and_their_configurations() {
         for c in &containers {
             let cname = c["name"].as_str().unwrap();
             let cctx = format!("{ctx} container {cname}");
+            // Shell steps at least parse (`sh -n`).
+            let command = strs(&c["command"]);
+            if command.first().is_some_and(|p| p.ends_with("/sh")) {
+                let out = std::process::Command::new("/bin/sh")
+                    .args(["-n", "-c", command.get(2).map_or("", String::as_str)])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{cctx}: the shell script does not parse: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
             for argv in invocations(c, &format!("/usr/local/bin/{binary}")) {
                 let flags = bins.check(&argv, &cctx);
                 if flags.get("<subcommand>").map(String::as_str) == Some("enroll") {
