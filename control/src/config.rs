@@ -16,6 +16,7 @@
 //! | `quic_listen` | `--quic-listen` | `IMS_QUIC_LISTEN` | `0.0.0.0:7443` |
 //! | `quic_names` | `--quic-name` (repeatable) | `IMS_QUIC_NAMES` (comma separated) | none |
 //! | `heartbeat_interval` | `--heartbeat-interval` | `IMS_HEARTBEAT_INTERVAL` | `10s` |
+//! | `key_rotation` | `--key-rotation` | `IMS_KEY_ROTATION` | `off` (rotate with `ims-control rotate-key`) |
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -59,6 +60,8 @@ pub struct RawConfig {
     pub quic_names: Option<Vec<String>>,
     /// How often edges send heartbeats (`10s`, …).
     pub heartbeat_interval: Option<String>,
+    /// Rotate the token signing key when it is this old (`30days`, …; `off`).
+    pub key_rotation: Option<String>,
 }
 
 impl fmt::Debug for RawConfig {
@@ -75,6 +78,7 @@ impl fmt::Debug for RawConfig {
             .field("quic_listen", &self.quic_listen)
             .field("quic_names", &self.quic_names)
             .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("key_rotation", &self.key_rotation)
             .finish()
     }
 }
@@ -169,6 +173,8 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     /// The edge uplink's QUIC endpoint.
     pub uplink: UplinkSettings,
+    /// Automatic signing-key rotation period (`None`: only `ims-control rotate-key`).
+    pub key_rotation: Option<Duration>,
 }
 
 /// The file layer and the flag/variable layer.
@@ -334,6 +340,7 @@ impl ConfigSources {
                 ),
             });
         }
+        let key_rotation = self.key_rotation()?;
         Ok(ServeConfig {
             listen,
             data_dir: self.data_dir(),
@@ -345,7 +352,32 @@ impl ConfigSources {
             },
             log_format: self.log_format()?,
             uplink: self.uplink()?,
+            key_rotation,
         })
+    }
+
+    /// `key_rotation`: `None` when absent or `off`, else at least an hour.
+    fn key_rotation(&self) -> Result<Option<Duration>, ConfigError> {
+        let names = ("key_rotation", "--key-rotation", "IMS_KEY_ROTATION");
+        let Some(p) = self.pick(|r| &r.key_rotation, names.0, names.1, names.2) else {
+            return Ok(None);
+        };
+        if p.value.trim().eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let origin = p.origin;
+        let d = self.duration(|r| &r.key_rotation, names, Duration::ZERO)?;
+        if d < Duration::from_secs(3600) {
+            return Err(ConfigError::Invalid {
+                origin,
+                message: format!(
+                    "{} is too short a signing-key lifetime: give at least 1h (such as 30days), \
+                     or `off`",
+                    humantime::format_duration(d)
+                ),
+            });
+        }
+        Ok(Some(d))
     }
 
     /// The edge uplink's settings.

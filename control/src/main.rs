@@ -4,6 +4,7 @@
 //! ims-control serve [--listen ADDR] [--tls-cert PEM --tls-key PEM] [--access-ttl 15m]
 //!                   [--refresh-ttl 24h] [--log-format human|json]
 //!                   [--quic-listen ADDR] [--quic-name NAME]... [--heartbeat-interval 10s]
+//!                   [--key-rotation 30days]
 //!                                                                      run the server
 //! ims-control user add NAME [--role admin|viewer] [--password-stdin]   create a user
 //! ims-control user passwd NAME [--password-stdin]                      set a password
@@ -157,6 +158,10 @@ struct ServeArgs {
     /// How often edges send a heartbeat [default: 10s].
     #[arg(long, env = "IMS_HEARTBEAT_INTERVAL", value_name = "DURATION")]
     heartbeat_interval: Option<String>,
+    /// Rotate the token signing key automatically when it is this old (at least 1h, such as
+    /// 30days); older keys keep verifying until their tokens expire [default: off].
+    #[arg(long, env = "IMS_KEY_ROTATION", value_name = "DURATION")]
+    key_rotation: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,6 +272,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         layer
             .heartbeat_interval
             .clone_from(&args.heartbeat_interval);
+        layer.key_rotation.clone_from(&args.key_rotation);
     }
     if let Cmd::RotateKey {
         access_ttl,
@@ -512,6 +518,14 @@ async fn serve(config: ServeConfig) -> Result<(), Failure> {
     let state = AppState::new(db.clone(), config.auth)
         .await
         .context("loading the token signing keys")?;
+    // Automatic signing-key rotation, stopped with the process.
+    let _key_rotation = config.key_rotation.map(|period| {
+        info!(
+            period = %humantime::format_duration(period),
+            "token signing key rotated automatically"
+        );
+        rotation::spawn_auto_rotation(db.clone(), state.auth.clone(), period)
+    });
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr().unwrap_or(config.listen);

@@ -247,3 +247,59 @@ async fn rotation_keeps_old_tokens_until_they_expire(app: &TestApp) {
     assert_eq!(fresh.current().kids(), [r.current.as_str()]);
 }
 dual_test!(rotation_keeps_old_tokens_until_they_expire);
+
+async fn automatic_rotation_rotates_once_when_due(app: &TestApp) {
+    let db = &app.state.db;
+    let grace = Duration::from_secs(3600);
+    let period = Duration::from_secs(30 * 86_400);
+    let first = Keys::load_or_create(db).await.unwrap().kids()[0].to_owned();
+    let t0 = now_ms();
+    // Young key: nothing happens.
+    assert_eq!(
+        rotation::rotate_if_due(db, t0, period, grace)
+            .await
+            .unwrap(),
+        None
+    );
+    // Once due, one rotation; a second replica asking at the same moment finds a young key.
+    let later = t0 + 31 * 86_400_000;
+    let r = rotation::rotate_if_due(db, later, period, grace)
+        .await
+        .unwrap()
+        .expect("rotated");
+    assert_ne!(r.current, first);
+    // The old key's successor is a day old only relative to `later`: pruned at later + grace.
+    assert_eq!(r.kept, [r.current.as_str(), first.as_str()]);
+    assert_eq!(
+        rotation::rotate_if_due(db, later, period, grace)
+            .await
+            .unwrap(),
+        None
+    );
+    let p = rotation::prune(db, later + 3_600_000, grace).await.unwrap();
+    assert_eq!(p.pruned, [first.as_str()]);
+}
+dual_test!(automatic_rotation_rotates_once_when_due);
+
+#[test]
+fn key_rotation_setting() {
+    use ims_control::config::{ConfigSources, RawConfig, parse_file};
+    let path = std::path::PathBuf::from("/etc/ims-control.toml");
+    let serve = |text: &str| {
+        let raw = parse_file(text, &path).unwrap();
+        ConfigSources::new(Some((path.clone(), raw)), RawConfig::default()).serve()
+    };
+    assert_eq!(serve("").unwrap().key_rotation, None);
+    assert_eq!(serve("key_rotation = \"off\"").unwrap().key_rotation, None);
+    assert_eq!(
+        serve("key_rotation = \"30days\"").unwrap().key_rotation,
+        Some(Duration::from_secs(30 * 86_400))
+    );
+    let e = serve("key_rotation = \"10m\"").unwrap_err().to_string();
+    assert!(
+        e.contains("key_rotation") && e.contains("at least 1h"),
+        "{e}"
+    );
+    let e = serve("key_rotation = \"soon\"").unwrap_err().to_string();
+    assert!(e.contains("is not a duration"), "{e}");
+}

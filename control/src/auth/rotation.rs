@@ -8,6 +8,9 @@
 //! `successor.created + grace` has passed, with `grace = max(access_ttl, refresh_ttl) +
 //! RELOAD_INTERVAL + CLOCK_SKEW` ([`grace`]). Until then its tokens keep working.
 //!
+//! With `serve --key-rotation PERIOD` ([`spawn_auto_rotation`]) a key older than `PERIOD` is
+//! rotated the same way automatically.
+//!
 //! Every write is a compare-and-swap on the stored JSON (`UPDATE … WHERE value = <read>`), so
 //! replicas rotating or pruning at once never lose a key. Replicas pick up changes through
 //! [`KeyRing`]: a background task reloads every [`RELOAD_INTERVAL`] (and prunes), and a token
@@ -175,6 +178,64 @@ impl Drop for RefreshTask {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// Starts automatic rotation (`serve --key-rotation PERIOD`): every [`RELOAD_INTERVAL`], a key
+/// older than `period` is replaced ([`rotate_if_due`]) and the ring reloaded. Replicas doing
+/// this at once rotate only once (the age is checked again inside the compare-and-swap).
+#[must_use]
+pub fn spawn_auto_rotation(db: Db, auth: Arc<super::AuthState>, period: Duration) -> RefreshTask {
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RELOAD_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match rotate_if_due(&db, now_ms(), period, grace(&auth.settings)).await {
+                Ok(Some(r)) => {
+                    tracing::info!(kid = %r.current, kept = %r.kept.join(","), "token signing key rotated");
+                    if let Err(e) = auth.keys.reload(&db).await {
+                        tracing::warn!(error = %e, "reloading the token signing keys failed");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "rotating the token signing key failed"),
+            }
+        }
+    });
+    RefreshTask(task)
+}
+
+/// Rotates when the signing key was created `period` or longer before `now_ms` (and prunes as
+/// [`rotate`] does); `None` when the key is younger.
+///
+/// # Errors
+/// As [`rotate`].
+pub async fn rotate_if_due(
+    db: &Db,
+    now_ms: i64,
+    period: Duration,
+    grace: Duration,
+) -> Result<Option<Rotation>, StoreError> {
+    let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX);
+    let mut rotated = false;
+    let r = update(db, |stored| {
+        rotated = stored
+            .first()
+            .is_none_or(|k| now_ms >= k.created_ms.saturating_add(period_ms));
+        if rotated {
+            stored.insert(
+                0,
+                StoredKey {
+                    kid: random_hex(8),
+                    secret_hex: random_hex(32),
+                    created_ms: now_ms,
+                },
+            );
+        }
+        prune_list(stored, now_ms, grace)
+    })
+    .await?;
+    Ok(rotated.then_some(r))
 }
 
 /// Puts a fresh signing key first and prunes every key whose tokens have all expired (its
