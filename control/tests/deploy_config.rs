@@ -67,6 +67,11 @@ fn the_configmaps_load_with_the_binarys_own_loader() {
             "{dir}: edges verify the name they connect to"
         );
         assert_eq!(serve.data_dir, Path::new("/var/lib/ims-control"), "{dir}");
+        assert_eq!(
+            serve.key_rotation,
+            Some(std::time::Duration::from_secs(30 * 86_400)),
+            "{dir}: key_rotation"
+        );
         let tls = serve.tls.expect("HTTPS");
         assert_eq!(tls.cert, Path::new("/etc/ims-control/tls/tls.crt"), "{dir}");
         assert_eq!(tls.key, Path::new("/etc/ims-control/tls/tls.key"), "{dir}");
