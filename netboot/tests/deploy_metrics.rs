@@ -15,6 +15,7 @@
 // Tests drive real processes in real time; a failed setup step panics the test.
 #![allow(clippy::disallowed_methods, clippy::unwrap_used, clippy::expect_used)]
 
+mod deploy;
 mod support;
 
 use std::collections::BTreeSet;
@@ -23,6 +24,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use deploy::dashboard_queries;
 use serde_json::{Value, json};
 use support::http::{http, ims_control};
 use support::site::{NETBOOTD, SERVER_IP};
@@ -167,28 +169,6 @@ fn alert_expressions(text: &str) -> Vec<String> {
             out.push(rule["expr"].as_str().expect("expr").to_owned());
         }
     }
-    out
-}
-
-/// Every query of the dashboard: panel targets' `expr` and query variables' `query`.
-fn dashboard_queries(text: &str) -> Vec<String> {
-    fn walk(v: &Value, out: &mut Vec<String>) {
-        match v {
-            Value::Object(map) => {
-                for (k, v) in map {
-                    match (k.as_str(), v) {
-                        ("expr" | "definition", Value::String(s)) => out.push(s.clone()),
-                        _ => walk(v, out),
-                    }
-                }
-            }
-            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
-            _ => {}
-        }
-    }
-    let dash: Value = serde_json::from_str(text).expect("dashboard is JSON");
-    let mut out = Vec::new();
-    walk(&dash, &mut out);
     out
 }
 

@@ -297,3 +297,27 @@ pub(crate) fn strs(y: &Yaml) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Every query of the dashboard: panel targets' `expr` and query variables' `query`.
+pub(crate) fn dashboard_queries(text: &str) -> Vec<String> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("expr" | "definition", serde_json::Value::String(s)) => {
+                            out.push(s.clone())
+                        }
+                        _ => walk(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let dash: serde_json::Value = serde_json::from_str(text).expect("dashboard is JSON");
+    let mut out = Vec::new();
+    walk(&dash, &mut out);
+    out
+}
