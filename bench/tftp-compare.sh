@@ -219,6 +219,7 @@ root = "$TFTP_ROOT"
 listen = "$SRV_IP:69"
 max_windowsize = 64
 driver = "$1"
+rate_limit_per_ip = 0
 ${NETBOOTD_MAX_TRANSFERS:+max_transfers = $NETBOOTD_MAX_TRANSFERS}
 EOF
 }

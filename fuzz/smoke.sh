@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build every fuzz target, then run each for a bounded time (first argument, seconds, default 20)
 # starting from its committed seed corpus. Exits non-zero if any target crashes, hangs or fails
-# to build. New corpus entries go to a temporary directory, so fuzz/corpus/ stays as committed.
+# to build, and prints a summary table: executions run and coverage reached (libFuzzer's
+# `stat::number_of_executed_units` and the `cov:`/`ft:` of its last status line) per target.
+# New corpus entries go to a temporary directory, so fuzz/corpus/ stays as committed.
 #
 #   fuzz/smoke.sh        # 20 s per target
 #   fuzz/smoke.sh 300    # 5 min per target
@@ -24,30 +26,56 @@ export RUSTC_BOOTSTRAP=1
 targets=$(cargo fuzz list)
 echo "== building: $(tr '\n' ' ' <<<"$targets")"
 cargo fuzz build
+# Run the binaries just built (what `cargo fuzz run` runs, without its rebuild check), so the
+# timed phase never compiles.
+bindir="target/$(rustc -vV | sed -n 's/^host: //p')/release"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 failed=()
+rows=()
 for t in $targets; do
   mkdir -p "$work/$t"
   corpora=("$work/$t")
-  if [ -d "corpus/$t" ]; then corpora+=("corpus/$t"); fi
+  seeds=0
+  if [ -d "corpus/$t" ]; then
+    corpora+=("corpus/$t")
+    seeds=$(find "corpus/$t" -type f | wc -l)
+  fi
   log="$work/$t.log"
-  echo "== $t: ${secs}s"
+  echo "== $t: ${secs}s from $seeds seeds"
   # -timeout: one input running over 10 s counts as a hang (a failure).
-  # The outer timeout bounds everything else (build is already done above).
-  if timeout "$((secs + 120))" cargo fuzz run "$t" "${corpora[@]}" -- \
+  # The outer timeout bounds everything else (the build is done above).
+  mkdir -p "artifacts/$t"
+  if timeout "$((secs + 60))" "$bindir/$t" "${corpora[@]}" -artifact_prefix="artifacts/$t/" \
       -max_total_time="$secs" -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
-    done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1 || true)
-    execs=$(sed -n 's/^stat::number_of_executed_units:[[:space:]]*//p' "$log")
-    cov=$(sed -n 's/.*DONE[[:space:]]*cov: \([0-9]*\).*/\1/p' <<<"$done_line")
-    echo "PASS $t: executions=${execs:-?} cov=${cov:-?} (${done_line:-no DONE line})"
+    # libFuzzer's last status line (DONE, else the last pulse/NEW/REDUCE line) carries the
+    # coverage reached: `cov:` edges and `ft:` features; the final stats give the executions.
+    last=$(grep -E '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE|INITED)' "$log" | tail -n 1 || true)
+    execs=$(sed -n 's/^stat::number_of_executed_units:[[:space:]]*//p' "$log" | tail -n 1)
+    cov=$(sed -n 's/.*[[:space:]]cov: \([0-9]*\).*/\1/p' <<<"$last")
+    ft=$(sed -n 's/.*[[:space:]]ft: \([0-9]*\).*/\1/p' <<<"$last")
+    corp=$(sed -n 's/.*[[:space:]]corp: \([0-9]*\/[0-9A-Za-z]*\).*/\1/p' <<<"$last")
+    rate=$(sed -n 's/^stat::average_exec_per_sec:[[:space:]]*//p' "$log" | tail -n 1)
+    echo "PASS $t: executions=${execs:-?} cov=${cov:-?} ft=${ft:-?}"
+    rows+=("| \`$t\` | ${secs} | ${seeds} | ${execs:-?} | ${rate:-?} | ${cov:-?} | ${ft:-?} | ${corp:-?} | pass |")
   else
     echo "FAIL $t (log tail below; crashing inputs are saved under fuzz/artifacts/$t/)"
     tail -n 60 "$log"
     failed+=("$t")
+    rows+=("| \`$t\` | ${secs} | ${seeds} | | | | | | **FAIL** |")
   fi
 done
+
+summary=$(
+  echo "| target | seconds | seeds | executions | exec/s | cov (edges) | ft (features) | corpus (inputs/size) | result |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---|---|"
+  printf '%s\n' "${rows[@]}"
+)
+echo "== summary"
+echo "$summary"
+# SMOKE_SUMMARY=FILE also writes the table there (as in fuzz/README.md).
+if [ -n "${SMOKE_SUMMARY:-}" ]; then echo "$summary" >"$SMOKE_SUMMARY"; fi
 
 if [ "${#failed[@]}" -ne 0 ]; then
   echo "== FAILED: ${failed[*]}"

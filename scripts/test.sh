@@ -42,6 +42,18 @@ setup_postgres() {
     echo "PostgreSQL $version/$cluster on port $port (IMS_TEST_PG_URL=$IMS_TEST_PG_URL)"
 }
 
+# Licences, duplicate crate versions and sources of the dependency graph (deny.toml). Offline:
+# the advisory database cannot be fetched here. CI installs cargo-deny and sets DENY_REQUIRED=1.
+if command -v cargo-deny >/dev/null 2>&1; then
+    step "cargo deny --offline check licenses bans sources"
+    cargo deny --offline check licenses bans sources
+elif [ "${DENY_REQUIRED:-0}" = 1 ]; then
+    echo "cargo-deny is required (DENY_REQUIRED=1) but not installed: cargo install --locked cargo-deny" >&2
+    exit 1
+else
+    step "cargo deny SKIPPED: cargo-deny not installed (cargo install --locked cargo-deny)"
+fi
+
 step "PostgreSQL for the control-plane tests"
 setup_postgres
 

@@ -22,6 +22,7 @@
 //! | `global_cloud_id` | `--global-cloud-id` | `IMS_GLOBAL_CLOUD_ID` | the stored one |
 //! | `ims_endpoint` | `--ims-endpoint` | `IMS_ENDPOINT` | stored `serviceUri`, else the listen URL |
 //! | `callback_ca` | `--callback-ca` | `IMS_CALLBACK_CA` | the system roots only |
+//! | `key_rotation` | `--key-rotation` | `IMS_KEY_ROTATION` | `off` (rotate with `ims-control rotate-key`) |
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -81,6 +82,8 @@ pub struct RawConfig {
     pub ims_endpoint: Option<String>,
     /// PEM CA certificates trusted for `https://` O2ims callbacks (besides the system roots).
     pub callback_ca: Option<PathBuf>,
+    /// Rotate the token signing key when it is this old (`30days`, …; `off`).
+    pub key_rotation: Option<String>,
 }
 
 impl fmt::Debug for RawConfig {
@@ -103,6 +106,7 @@ impl fmt::Debug for RawConfig {
             .field("global_cloud_id", &self.global_cloud_id)
             .field("ims_endpoint", &self.ims_endpoint)
             .field("callback_ca", &self.callback_ca)
+            .field("key_rotation", &self.key_rotation)
             .finish()
     }
 }
@@ -199,6 +203,8 @@ pub struct ServeConfig {
     pub uplink: UplinkSettings,
     /// O-Cloud registration and outgoing O2ims TLS.
     pub o2ims: O2imsConfig,
+    /// Automatic signing-key rotation period (`None`: only `ims-control rotate-key`).
+    pub key_rotation: Option<Duration>,
 }
 
 /// The file layer and the flag/variable layer.
@@ -364,6 +370,7 @@ impl ConfigSources {
                 ),
             });
         }
+        let key_rotation = self.key_rotation()?;
         Ok(ServeConfig {
             listen,
             data_dir: self.data_dir(),
@@ -376,7 +383,32 @@ impl ConfigSources {
             log_format: self.log_format()?,
             uplink: self.uplink()?,
             o2ims: self.o2ims()?,
+            key_rotation,
         })
+    }
+
+    /// `key_rotation`: `None` when absent or `off`, else at least an hour.
+    fn key_rotation(&self) -> Result<Option<Duration>, ConfigError> {
+        let names = ("key_rotation", "--key-rotation", "IMS_KEY_ROTATION");
+        let Some(p) = self.pick(|r| &r.key_rotation, names.0, names.1, names.2) else {
+            return Ok(None);
+        };
+        if p.value.trim().eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let origin = p.origin;
+        let d = self.duration(|r| &r.key_rotation, names, Duration::ZERO)?;
+        if d < Duration::from_secs(3600) {
+            return Err(ConfigError::Invalid {
+                origin,
+                message: format!(
+                    "{} is too short a signing-key lifetime: give at least 1h (such as 30days), \
+                     or `off`",
+                    humantime::format_duration(d)
+                ),
+            });
+        }
+        Ok(Some(d))
     }
 
     /// The edge uplink's settings.

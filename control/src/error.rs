@@ -205,6 +205,9 @@ where
                 "invalid body: {}",
                 std::error::Error::source(&e).map_or_else(|| e.body_text(), ToString::to_string)
             ))),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(crate::security::too_large())
+            }
             Err(e) => Err(ApiError::bad_request(format!(
                 "invalid JSON body: {}",
                 e.body_text()

@@ -6,6 +6,7 @@
 //! OpenAPI document), [`state`] (what handlers share), [`error`] (problem documents),
 //! [`config`] (settings of `ims-control serve`), [`server`] (HTTP/HTTPS serving and first-start
 //! set-up), [`metrics`] (Prometheus), [`ratelimit`] (login throttling and the time source),
+//! [`security`] (request body limits and security headers),
 //! [`uplink`] (the QUIC server edges enrol with and connect to: CA, join tokens, sessions),
 //! [`o2ims`] (the O-RAN O2ims inventory API toward the SMO), [`ui`] (the operators' web UI).
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod model;
 pub mod o2ims;
 pub mod ratelimit;
+pub mod security;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -6,6 +6,7 @@
 //!                   [--quic-listen ADDR] [--quic-name NAME]... [--heartbeat-interval 10s]
 //!                   [--smo-url URL [--smo-token-file FILE] [--smo-ca PEM]
 //!                    [--global-cloud-id UUID] [--ims-endpoint URL]] [--callback-ca PEM]
+//!                   [--key-rotation 30days]
 //!                                                                      run the server
 //! ims-control user add NAME [--role admin|viewer] [--password-stdin]   create a user
 //! ims-control user passwd NAME [--password-stdin]                      set a password
@@ -18,6 +19,7 @@
 //! ims-control client secret NAME                                      new client secret
 //! ims-control client del NAME                                         delete a client
 //! ims-control client list                                             list clients
+//! ims-control rotate-key [--access-ttl 15m] [--refresh-ttl 24h]         new token signing key
 //! ```
 //!
 //! `client add` and `client secret` print the client id and its new secret once (the store
@@ -50,7 +52,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use ims_control::api::page::{MAX_PAGE_SIZE, PageRequest};
-use ims_control::auth::password;
+use ims_control::auth::{password, rotation};
 use ims_control::config::{ConfigSources, LogFormat, RawConfig, ServeConfig};
 use ims_control::db::{Db, StoreError, format_ts, now_ms};
 use ims_control::model::UserRole;
@@ -113,6 +115,18 @@ enum Cmd {
     /// Manage the OAuth2 clients of the O2ims API (client-credentials grant).
     #[command(subcommand)]
     Client(clients_cmd::ClientCmd),
+    /// Rotate the token signing key: a new key signs from now on; older keys keep verifying
+    /// until every token they signed has expired (the longer token lifetime, plus a minute for
+    /// replicas to reload and a minute of clock skew), then they are pruned. Running servers
+    /// pick the new key up within a minute, or at once when they see a token signed with it.
+    RotateKey {
+        /// Access-token lifetime the servers use [default: 15m].
+        #[arg(long, env = "IMS_ACCESS_TTL", value_name = "DURATION")]
+        access_ttl: Option<String>,
+        /// Refresh-token lifetime the servers use [default: 24h].
+        #[arg(long, env = "IMS_REFRESH_TTL", value_name = "DURATION")]
+        refresh_ttl: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,6 +195,10 @@ struct ServeArgs {
     /// PEM CA certificates trusted for https O2ims callbacks (besides the system roots).
     #[arg(long, env = "IMS_CALLBACK_CA", value_name = "PEM")]
     callback_ca: Option<PathBuf>,
+    /// Rotate the token signing key automatically when it is this old (at least 1h, such as
+    /// 30days); older keys keep verifying until their tokens expire [default: off].
+    #[arg(long, env = "IMS_KEY_ROTATION", value_name = "DURATION")]
+    key_rotation: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -297,6 +315,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
         layer.global_cloud_id.clone_from(&args.global_cloud_id);
         layer.ims_endpoint.clone_from(&args.ims_endpoint);
         layer.callback_ca.clone_from(&args.callback_ca);
+        layer.key_rotation.clone_from(&args.key_rotation);
+    }
+    if let Cmd::RotateKey {
+        access_ttl,
+        refresh_ttl,
+    } = &cli.command
+    {
+        layer.access_ttl.clone_from(access_ttl);
+        layer.refresh_ttl.clone_from(refresh_ttl);
     }
     let sources = ConfigSources::load(cli.config.as_deref(), layer).map_err(usage)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -340,6 +367,31 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 let result = join_token(&db, &site, ttl, count).await;
                 db.close().await;
                 result
+            })
+        }
+        Cmd::RotateKey { .. } => {
+            let settings = sources.serve().map_err(usage)?.auth;
+            let location = sources.store().map_err(usage)?;
+            runtime.block_on(async {
+                let db = server::open_store(&location).await?;
+                db.migrate().await.context("migrating the store")?;
+                let grace = rotation::grace(&settings);
+                let result = rotation::rotate(&db, now_ms(), grace).await;
+                db.close().await;
+                let r = result.context("rotating the token signing key")?;
+                say(&format!(
+                    "new signing key {}; keys verifying: {}; pruned: {}; older keys are pruned {} \
+                     after their successor was created",
+                    r.current,
+                    r.kept.join(", "),
+                    if r.pruned.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        r.pruned.join(", ")
+                    },
+                    humantime::format_duration(grace)
+                ))?;
+                Ok(())
             })
         }
         Cmd::Worker(cmd) => {
@@ -526,6 +578,14 @@ async fn serve(config: ServeConfig) -> Result<(), Failure> {
     let state = AppState::new(db.clone(), config.auth)
         .await
         .context("loading the token signing keys")?;
+    // Automatic signing-key rotation, stopped with the process.
+    let _key_rotation = config.key_rotation.map(|period| {
+        info!(
+            period = %humantime::format_duration(period),
+            "token signing key rotated automatically"
+        );
+        rotation::spawn_auto_rotation(db.clone(), state.auth.clone(), period)
+    });
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr().unwrap_or(config.listen);

@@ -13,6 +13,9 @@
 //! | `ims_o2ims_registered` | gauge | | 1 once the SMO accepted the O-Cloud registration |
 //! | `ims_o2ims_registration_attempts_total` | counter | | registration POSTs sent |
 //!
+//! and the fleet and certificate gauges of the `fleet` submodule (workers by status, their
+//! heartbeats, outboxes and certificates, the uplink CA and server certificates).
+//!
 //! `route` is the matched route template (`/api/users/{id}`), or `unmatched` for requests no
 //! route matched, so the label set stays bounded; `method` is one of the standard HTTP methods
 //! or `other`. The pool gauges are read when `/metrics` is scraped.
@@ -34,6 +37,8 @@ use prometheus_client::registry::Registry;
 use crate::db::Db;
 use crate::ratelimit::Clock;
 use crate::state::AppState;
+
+mod fleet;
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -65,6 +70,7 @@ pub struct Metrics {
     durations: HistogramFamily,
     pool_connections: Gauge,
     pool_idle: Gauge,
+    fleet: fleet::FleetMetrics,
     clock: Arc<dyn Clock>,
     /// `ims_o2ims_registered`: 1 once the SMO accepted the registration, else 0.
     pub o2ims_registered: Gauge,
@@ -136,12 +142,14 @@ impl Metrics {
             "O-Cloud registration POSTs sent to the SMO",
             o2ims_registration_attempts.clone(),
         );
+        let fleet = fleet::FleetMetrics::register(&mut registry);
         Self {
             registry,
             requests,
             durations,
             pool_connections,
             pool_idle,
+            fleet,
             clock,
             o2ims_registered,
             o2ims_registration_attempts,
@@ -166,9 +174,16 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// The metrics in the OpenMetrics text format, with the pool gauges read from `db` now.
-    #[must_use]
-    pub fn render(&self, db: &Db) -> String {
+    /// Records the end of validity of the uplink CA and of the QUIC server certificate (DER);
+    /// one that does not parse is left out.
+    pub fn set_uplink_certs(&self, ca_der: &[u8], server_der: &[u8]) {
+        self.fleet.set_uplink_certs(ca_der, server_der);
+    }
+
+    /// The metrics in the OpenMetrics text format, with the pool gauges and the fleet gauges
+    /// read from `db` now.
+    pub async fn render(&self, db: &Db) -> String {
+        self.fleet.refresh(db).await;
         let pool = db.pool();
         self.pool_connections.set(i64::from(pool.size()));
         self.pool_idle
@@ -223,10 +238,11 @@ mod tests {
     async fn renders_every_metric() {
         let dir = std::env::temp_dir().join(format!("ims-metrics-{}", std::process::id()));
         let db = Db::open_data_dir(&dir).await.unwrap();
+        db.migrate().await.unwrap();
         let m = Metrics::new(Arc::new(SystemClock));
         m.observe(&Method::GET, "/api/users/{id}", 200, 0.003);
         m.observe(&Method::from_bytes(b"BREW").unwrap(), "unmatched", 404, 0.0);
-        let text = m.render(&db);
+        let text = m.render(&db).await;
         db.close().await;
         let _ = std::fs::remove_dir_all(&dir);
         for needle in [
@@ -236,6 +252,9 @@ mod tests {
             "ims_control_http_request_duration_seconds_count{method=\"GET\",route=\"/api/users/{id}\"} 1",
             "ims_control_db_pool_connections ",
             "ims_control_db_pool_idle ",
+            "ims_control_workers{status=\"active\"} 0",
+            "ims_control_uplink_ca_cert_expiry_timestamp_seconds 0",
+            "ims_control_metrics_store_errors_total 0",
             &format!(
                 "ims_control_build_info{{version=\"{}\"}} 1",
                 env!("CARGO_PKG_VERSION")

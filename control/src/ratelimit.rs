@@ -158,6 +158,29 @@ impl LoginLimiter {
         }
     }
 
+    /// `Ok` when `addr` may try again now (its failures only; for token refreshes), else how
+    /// long to wait.
+    ///
+    /// # Errors
+    /// The address has reached its limit; the error is the wait.
+    pub fn check_addr(&mut self, now: Instant, addr: Option<IpAddr>) -> Result<(), Duration> {
+        let window = self.limits.window;
+        let Some(f) = addr.and_then(|a| self.addrs.get_mut(&a)) else {
+            return Ok(());
+        };
+        f.prune(now, window);
+        f.blocked_for(now, window, self.limits.max_addr_failures)
+            .map_or(Ok(()), Err)
+    }
+
+    /// Counts a failure of `addr` alone (a bad refresh token names no username).
+    pub fn record_addr_failure(&mut self, now: Instant, addr: Option<IpAddr>) {
+        let limits = self.limits;
+        if let Some(a) = addr {
+            record(&mut self.addrs, a, now, limits, limits.max_addr_failures);
+        }
+    }
+
     /// Forgets the failures of `user` (after a successful login).
     pub fn record_success(&mut self, user: &str) {
         self.users.remove(&user_key(user));
@@ -240,6 +263,21 @@ impl LoginGuard {
     pub fn record_failure(&self, user: &str, addr: Option<IpAddr>) {
         let now = self.clock.now();
         self.lock().record_failure(now, user, addr);
+    }
+
+    /// See [`LoginLimiter::check_addr`].
+    ///
+    /// # Errors
+    /// The caller must wait the returned duration.
+    pub fn check_addr(&self, addr: Option<IpAddr>) -> Result<(), Duration> {
+        let now = self.clock.now();
+        self.lock().check_addr(now, addr)
+    }
+
+    /// See [`LoginLimiter::record_addr_failure`].
+    pub fn record_addr_failure(&self, addr: Option<IpAddr>) {
+        let now = self.clock.now();
+        self.lock().record_addr_failure(now, addr);
     }
 
     /// See [`LoginLimiter::record_success`].

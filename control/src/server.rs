@@ -173,14 +173,6 @@ fn pem_message(e: &rustls::pki_types::pem::Error) -> String {
     }
 }
 
-/// What the server runs: the REST API ([`api::router`]) and the web UI ([`crate::ui::router`])
-/// behind trailing-slash normalisation.
-pub fn app(state: AppState) -> tower_http::normalize_path::NormalizePath<axum::Router> {
-    use tower::Layer;
-    tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash()
-        .layer(crate::ui::router().merge(api::router(state)))
-}
-
 /// Serves the API on `listener` (HTTPS when `tls` is set) until `shutdown` completes, then
 /// lets open requests finish for up to [`SHUTDOWN_GRACE`]. Also runs the O2ims notification
 /// tasks ([`crate::o2ims::delivery::spawn`]) meanwhile.
@@ -197,24 +189,34 @@ pub async fn serve(
     let notifications = crate::o2ims::delivery::spawn(&state.db);
     // O2ims alarm evaluation and alarm notification delivery, likewise.
     let alarms = crate::o2ims::monitoring::spawn(&state.db);
+    // Signing keys: pruned when expired and reloaded from the store (rotation by any replica).
+    let key_refresh = crate::auth::rotation::spawn_refresh(state.db.clone(), state.auth.clone());
     let handle = Handle::new();
     let stopper = handle.clone();
     let stop_task = tokio::spawn(async move {
         shutdown.await;
         stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
     });
-    let service =
-        <_ as axum::ServiceExt<axum::extract::Request>>::into_make_service_with_connect_info::<
-            SocketAddr,
-        >(app(state));
+    // Security headers around everything served (crate::security), the API sets them too.
+    let app = tower::Layer::layer(
+        &crate::security::ResponseHeaders::security(),
+        api::app(state),
+    );
     let result = match tls {
         Some(config) => {
+            // HTTPS only: Strict-Transport-Security on every response (crate::security).
+            let service = <_ as axum::ServiceExt<axum::extract::Request>>::into_make_service_with_connect_info::<
+                SocketAddr,
+            >(tower::Layer::layer(&crate::security::ResponseHeaders::hsts(), app));
             axum_server::from_tcp_rustls(listener, config)
                 .handle(handle)
                 .serve(service)
                 .await
         }
         None => {
+            let service = <_ as axum::ServiceExt<axum::extract::Request>>::into_make_service_with_connect_info::<
+                SocketAddr,
+            >(app);
             axum_server::from_tcp(listener)
                 .handle(handle)
                 .serve(service)
@@ -224,5 +226,6 @@ pub async fn serve(
     stop_task.abort();
     drop(notifications);
     drop(alarms);
+    drop(key_refresh);
     result
 }

@@ -44,7 +44,10 @@ impl AppState {
         let keys = Keys::load_or_create(&db).await?;
         Ok(Self {
             db,
-            auth: Arc::new(AuthState { keys, settings }),
+            auth: Arc::new(AuthState {
+                keys: crate::auth::rotation::KeyRing::new(keys),
+                settings,
+            }),
             login: Arc::new(LoginGuard::new(limits, clock.clone())),
             metrics: Arc::new(Metrics::new(clock)),
         })

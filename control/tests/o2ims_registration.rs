@@ -159,7 +159,7 @@ async fn registers_after_two_refusals(app: &TestApp) {
     assert_eq!(cloud.global_cloud_id, global);
     let shown = app.get(V1).await;
     assert_eq!(shown.body["globalCloudId"], global.to_string());
-    let text = app.state.metrics.render(&app.state.db);
+    let text = app.state.metrics.render(&app.state.db).await;
     assert!(text.contains("ims_o2ims_registered 1"), "{text}");
     assert!(
         text.contains("ims_o2ims_registration_attempts_total 3"),
@@ -211,6 +211,7 @@ async fn no_global_cloud_id_no_registration(app: &TestApp) {
         app.state
             .metrics
             .render(&app.state.db)
+            .await
             .contains("ims_o2ims_registered 0")
     );
     server.abort();

@@ -22,11 +22,15 @@ use std::path::{Path, PathBuf};
 use ims_proto::MacAddr;
 use ipnet::Ipv4Net;
 
+use crate::ratelimit::RateLimit;
+
 mod control;
 pub mod raw;
 mod services;
 mod validate;
 
+#[cfg(test)]
+mod hardening_tests;
 #[cfg(test)]
 mod service_tests;
 #[cfg(test)]
@@ -49,6 +53,20 @@ pub const DEFAULT_DECLINE_QUARANTINE: u64 = 600;
 pub const DEFAULT_UNKNOWN_LOG_PER_MINUTE: u32 = 10;
 /// Default `[dhcp] max_batch`.
 pub const DEFAULT_MAX_BATCH: usize = 1024;
+/// Default `[dhcp] rate_limit_per_mac` and `rate_limit_burst`: 2 messages a second per MAC
+/// after a burst of 20. A PXE boot sends about a dozen messages over a minute (firmware
+/// DISCOVER retries, then iPXE's and the OS's DORA), never 20 at once.
+pub const DEFAULT_DHCP_RATE_LIMIT: RateLimit = RateLimit {
+    per_second: 2,
+    burst: 20,
+};
+/// Default `[tftp] rate_limit_per_ip` and `rate_limit_burst`: 10 read requests a second per
+/// client address after a burst of 50 (pxelinux probes a dozen config names at once; firmware
+/// probes `tsize` first and retransmits requests).
+pub const DEFAULT_TFTP_RATE_LIMIT: RateLimit = RateLimit {
+    per_second: 10,
+    burst: 50,
+};
 /// Default `[[subnet]] lease_time`, in seconds.
 pub const DEFAULT_LEASE_TIME: u32 = 3600;
 /// Shortest accepted `lease_time`, in seconds.
@@ -247,6 +265,9 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Log output.
     pub log_format: LogFormat,
+    /// The user to switch to after binding when started as root (`user`; see
+    /// `io::privileges`); `None` keeps root.
+    pub user: Option<String>,
     /// Everything the DHCP core needs.
     pub dhcp: DhcpConfig,
     /// Driver tuning for DHCP.
@@ -303,6 +324,8 @@ pub struct TftpConfig {
     pub max_retries: u32,
     /// Driver selection (default auto; env `NETBOOTD_TFTP_DRIVER` overrides).
     pub driver: TftpDriver,
+    /// Read requests per client IP address (default [`DEFAULT_TFTP_RATE_LIMIT`]).
+    pub rate_limit_per_ip: RateLimit,
 }
 
 /// `[http]`: the HTTP boot server (same root as TFTP).
@@ -427,6 +450,8 @@ pub struct Machine {
 pub struct DhcpDriverConfig {
     /// Most lease writes grouped into one LMDB commit.
     pub max_batch: usize,
+    /// Messages per client MAC (default [`DEFAULT_DHCP_RATE_LIMIT`]).
+    pub rate_limit_per_mac: RateLimit,
 }
 
 impl Default for Config {
@@ -436,6 +461,7 @@ impl Default for Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
             log_format: LogFormat::Text,
+            user: None,
             dhcp: DhcpConfig {
                 offer_timeout: DEFAULT_OFFER_TIMEOUT,
                 decline_quarantine: DEFAULT_DECLINE_QUARANTINE,
@@ -454,6 +480,7 @@ impl Default for DhcpDriverConfig {
     fn default() -> Self {
         Self {
             max_batch: DEFAULT_MAX_BATCH,
+            rate_limit_per_mac: DEFAULT_DHCP_RATE_LIMIT,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! - [`tftp`]: the TFTP server core: request admission, option negotiation, the windowed
 //!   transfer state machine, path normalisation and netascii.
 //! - [`config`]: the TOML file, parsed into raw types then validated into the types cores use.
+//! - [`ratelimit`]: per-client token buckets (per-MAC DHCP, per-IP TFTP request limits).
 //! - [`uplink`]: the edge side of the uplink to the control plane: the session state machine,
 //!   backoff, the outbox mapping and what a snapshot from the control plane changes.
 //!
@@ -26,6 +27,7 @@ pub mod dhcp;
 pub mod http;
 pub mod io;
 pub mod metrics;
+pub mod ratelimit;
 pub mod store;
 pub mod tftp;
 pub mod uplink;

@@ -35,6 +35,7 @@ use ims_netboot::config::{Config, LogFormat, TFTP_DRIVER_ENV, TftpConfig, TftpDr
 use ims_netboot::dhcp::{Lease, LeaseState, Server, UnixTime};
 use ims_netboot::http::{self, HttpError, HttpState};
 use ims_netboot::io::dhcp_driver::{DhcpDriver, Sockets};
+use ims_netboot::io::privileges;
 use ims_netboot::io::tftp::{self, TftpOptions, TftpService};
 use ims_netboot::io::uplink::identity::{self, Identity, IdentityError};
 use ims_netboot::io::uplink::{Uplink, UplinkParts, enroll, tls};
@@ -240,6 +241,36 @@ fn run_enroll(path: &Path, config: &Config, control: &str, token: &str, force: b
     }
 }
 
+/// Drops root and capabilities (see `io::privileges`) and logs what was kept. Runs on the main
+/// thread, inside `daemon`, after the last socket is open.
+fn drop_privileges(user: Option<&str>) -> anyhow::Result<()> {
+    let dropped = privileges::drop_privileges(user)?;
+    if dropped.still_root {
+        tracing::warn!(
+            "running as root with every capability: set `user = \"netbootd\"` (an unprivileged \
+             user) to drop root once the sockets are open"
+        );
+    } else {
+        let (name, uid, gid) = dropped.user.clone().unwrap_or_else(|| {
+            (
+                "(unchanged)".to_owned(),
+                nix::unistd::getuid().as_raw(),
+                nix::unistd::getgid().as_raw(),
+            )
+        });
+        info!(
+            user = %name,
+            uid,
+            gid,
+            capabilities = %dropped.kept.join(","),
+            bounding_set_reduced = dropped.bounding_set_reduced,
+            no_new_privs = true,
+            "dropped privileges"
+        );
+    }
+    Ok(())
+}
+
 /// The wall clock, read once at startup for the core's initial `now`.
 #[allow(clippy::disallowed_methods)]
 fn unix_now() -> UnixTime {
@@ -424,11 +455,14 @@ async fn daemon(
 
     let dhcp_run = async {
         if dhcp_enabled {
-            let server = Server::new(dhcp.clone(), leases, unix_now());
+            let mut server = Server::new(dhcp.clone(), leases, unix_now());
+            server.set_rate_limit(config.dhcp_driver.rate_limit_per_mac);
             // With a control plane, relayed subnets may arrive in a snapshot: listen for relays.
             let relay_addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67);
             let sockets =
                 Sockets::open(dhcp, relay_addr, with_control).context("opening DHCP sockets")?;
+            // Every socket is open now (metrics, HTTP, TFTP, DHCP): drop what is not needed.
+            drop_privileges(config.user.as_deref())?;
             let mut driver = DhcpDriver::new(server, store, sockets, config.dhcp_driver.max_batch)?;
             if with_control {
                 driver = driver
@@ -443,6 +477,7 @@ async fn daemon(
                 .map_err(anyhow::Error::from)
         } else {
             drop(store);
+            drop_privileges(config.user.as_deref())?;
             info!("no [[interface]] and no [[subnet]] configured: DHCP is not running");
             log_started(&summary, started);
             let mut stop = stop_rx.clone();

@@ -13,6 +13,7 @@
 //! | `netbootd_dhcp_received_total` | counter | `interface` (name or `relay`), `type` |
 //! | `netbootd_dhcp_replies_total` | counter | `type` |
 //! | `netbootd_dhcp_dropped_total` | counter | `reason` (every reason, from 0) |
+//! | `netbootd_dhcp_rate_limited_total` | counter | |
 //! | `netbootd_dhcp_active_leases` | gauge | |
 //! | `netbootd_dhcp_pool_size` | gauge | `subnet` |
 //! | `netbootd_dhcp_pool_used` | gauge | `subnet` |
@@ -30,6 +31,7 @@
 //! | `netbootd_tftp_transfers_completed_total` | counter | |
 //! | `netbootd_tftp_transfers_failed_total` | counter | `reason` (every reason, from 0) |
 //! | `netbootd_tftp_requests_refused_total` | counter | `reason` (every reason, from 0) |
+//! | `netbootd_tftp_rate_limited_total` | counter | |
 //! | `netbootd_tftp_negotiated_blksize` | histogram | |
 //! | `netbootd_tftp_negotiated_windowsize` | histogram | |
 //! | `netbootd_tftp_transfer_duration_seconds` | histogram | |
@@ -70,6 +72,8 @@ pub const RECEIVED: &str = "netbootd_dhcp_received_total";
 pub const REPLIES: &str = "netbootd_dhcp_replies_total";
 /// Requests dropped, by reason.
 pub const DROPPED: &str = "netbootd_dhcp_dropped_total";
+/// Messages dropped because their client MAC was over its rate limit.
+pub const RATE_LIMITED: &str = "netbootd_dhcp_rate_limited_total";
 /// Leases bound now.
 pub const ACTIVE_LEASES: &str = "netbootd_dhcp_active_leases";
 /// Dynamic addresses per subnet.
@@ -89,6 +93,8 @@ pub const SEND_ERRORS: &str = "netbootd_dhcp_send_errors_total";
 /// Always 1; the `version` label carries the build.
 pub const BUILD_INFO: &str = "netbootd_build_info";
 
+/// TFTP requests dropped because their client address was over its rate limit.
+pub const TFTP_RATE_LIMITED: &str = "netbootd_tftp_rate_limited_total";
 /// TFTP transfers running.
 pub const TFTP_ACTIVE: &str = "netbootd_tftp_active_transfers";
 /// TFTP requests waiting for a transfer slot.
@@ -235,6 +241,14 @@ fn describe() {
     );
     describe_counter!(REPLIES, "DHCP replies sent, by type");
     describe_counter!(DROPPED, "DHCP packets dropped without a reply, by reason");
+    describe_counter!(
+        RATE_LIMITED,
+        "DHCP messages dropped because their client MAC was over its rate limit"
+    );
+    describe_counter!(
+        TFTP_RATE_LIMITED,
+        "TFTP requests dropped because their client address was over its rate limit"
+    );
     describe_gauge!(ACTIVE_LEASES, "Leases currently bound");
     describe_gauge!(POOL_SIZE, "Dynamic addresses in the subnet's range");
     describe_gauge!(
@@ -329,6 +343,8 @@ fn describe() {
         counter!(DROPPED, "reason" => reason.as_str()).absolute(0);
     }
     counter!(COMMIT_FAILURES).absolute(0);
+    counter!(RATE_LIMITED).absolute(0);
+    counter!(TFTP_RATE_LIMITED).absolute(0);
     gauge!(ACTIVE_LEASES).set(0.0);
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
@@ -348,6 +364,7 @@ pub fn publish_dhcp_stats(stats: &Stats) {
     for (reason, n) in &stats.drops {
         counter!(DROPPED, "reason" => reason.as_str()).absolute(*n);
     }
+    counter!(RATE_LIMITED).absolute(stats.rate_limited);
 }
 
 /// The gauges last published, for the uplink's heartbeats.
@@ -434,6 +451,7 @@ pub fn publish_tftp_stats(
     counter!(TFTP_DATA_PACKETS).absolute(stats.data_packets_sent);
     counter!(TFTP_RETRANSMITS).absolute(stats.retransmitted_packets);
     counter!(TFTP_COMPLETED).absolute(stats.completed);
+    counter!(TFTP_RATE_LIMITED).absolute(stats.rate_limited);
     for (reason, n) in &stats.failed {
         counter!(TFTP_FAILED, "reason" => reason.as_str()).absolute(*n);
     }
@@ -589,6 +607,7 @@ mod tests {
                 .insert((IngressLabel::Relay, MessageType::Request), 3);
             stats.replies.insert(MessageType::Offer, 5);
             stats.drops.insert(DropReason::UnknownClient, 2);
+            stats.rate_limited = 9;
             publish_dhcp_stats(&stats);
             publish_dhcp_gauges(
                 4,
@@ -630,6 +649,7 @@ mod tests {
             "netbootd_dhcp_received_total{interface=\"relay\",type=\"request\"} 3",
             "netbootd_dhcp_replies_total{type=\"offer\"} 5",
             "netbootd_dhcp_dropped_total{reason=\"unknown_mac\"} 2",
+            "netbootd_dhcp_rate_limited_total 9",
             "netbootd_dhcp_dropped_total{reason=\"pool_exhausted\"} 0",
             "netbootd_dhcp_dropped_total{reason=\"quarantined\"} 0",
             "netbootd_dhcp_active_leases 4",
@@ -675,6 +695,7 @@ mod tests {
                 data_packets_sent: 90,
                 retransmitted_packets: 4,
                 completed: 3,
+                rate_limited: 6,
                 ..crate::tftp::Stats::default()
             };
             stats.failed.insert(FailReason::Timeout, 2);
@@ -694,6 +715,7 @@ mod tests {
             "netbootd_tftp_data_packets_total 90",
             "netbootd_tftp_retransmits_total 4",
             "netbootd_tftp_transfers_completed_total 3",
+            "netbootd_tftp_rate_limited_total 6",
             "netbootd_tftp_transfers_failed_total{reason=\"timeout\"} 2",
             "netbootd_tftp_transfers_failed_total{reason=\"not_found\"} 0",
             "netbootd_tftp_requests_refused_total{reason=\"bad_path\"} 5",

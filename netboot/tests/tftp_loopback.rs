@@ -279,6 +279,7 @@ impl Running {
             timeout: Duration::from_millis(200),
             max_retries: 5,
             driver,
+            rate_limit_per_ip: ims_netboot::ratelimit::RateLimit::OFF,
         };
         let (stop, stop_rx) = watch::channel(false);
         let service = TftpService::start(&config, driver, TftpOptions::default(), stop_rx)
@@ -520,6 +521,7 @@ fn forced_uring_reports_or_runs() {
         timeout: Duration::from_secs(1),
         max_retries: 1,
         driver: TftpDriver::Uring,
+        rate_limit_per_ip: ims_netboot::ratelimit::RateLimit::OFF,
     };
     let (stop, stop_rx) = watch::channel(false);
     match (
@@ -556,6 +558,7 @@ fn a_busy_port_fails_the_start() {
         timeout: Duration::from_secs(1),
         max_retries: 1,
         driver: TftpDriver::Tokio,
+        rate_limit_per_ip: ims_netboot::ratelimit::RateLimit::OFF,
     };
     let (_stop, stop_rx) = watch::channel(false);
     let err = TftpService::start(&config, TftpDriver::Tokio, TftpOptions::default(), stop_rx)

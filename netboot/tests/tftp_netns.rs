@@ -33,7 +33,7 @@ const FAILED: &str = "netbootd_tftp_transfers_failed_total";
 const REFUSED: &str = "netbootd_tftp_requests_refused_total";
 
 /// The `[tftp]` tuning every lab shares (plus per-test lines).
-const TUNING: &str = "max_blksize = 1468\nmax_windowsize = 64\ntimeout = \"1s\"\nmax_retries = 5\n";
+const TUNING: &str = "max_blksize = 1468\nmax_windowsize = 64\ntimeout = \"1s\"\nmax_retries = 5\nrate_limit_per_ip = 0\n";
 
 /// Start netbootd with only `[tftp]` (no DHCP): the shared tuning plus `extra`.
 fn start(lab: &mut Lab, extra: &str) {

@@ -122,26 +122,28 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().into_openapi()
 }
 
-/// The router with state, problem documents for unknown routes (404) and methods (405), and
-/// the OpenAPI document served.
+/// The router with state, problem documents for unknown routes (404) and methods (405), the
+/// OpenAPI document served, and the body limit and security headers of [`crate::security`].
 pub fn router(state: AppState) -> Router {
     let (router, doc) = routes().split_for_parts();
     let json = doc.to_pretty_json().unwrap_or_default();
-    router
+    let router = router
         .fallback(|| async { ApiError::not_found("route") })
         .layer(middleware::map_response(problem_for_bare_errors))
         .layer(Extension(OpenApiJson(Arc::new(json))))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track,
-        ))
-        .with_state(state)
+        ));
+    // Body limit, 413 problem and security headers on every response (crate::security).
+    crate::security::harden(router).with_state(state)
 }
 
-/// What the server runs: [`router`] behind trailing-slash normalisation.
+/// What the server runs: [`router`] and the web UI ([`crate::ui::router`]) behind
+/// trailing-slash normalisation.
 #[must_use]
 pub fn app(state: AppState) -> NormalizePath<Router> {
-    NormalizePathLayer::trim_trailing_slash().layer(router(state))
+    NormalizePathLayer::trim_trailing_slash().layer(crate::ui::router().merge(router(state)))
 }
 
 /// axum answers an unsupported method with a bare 405; give it a problem body (keeping `Allow`).

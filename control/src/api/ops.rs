@@ -50,7 +50,7 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError>
     responses((status = 200, description = "Metrics", body = String,
         content_type = "application/openmetrics-text")))]
 async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(&state.db);
+    let body = state.metrics.render(&state.db).await;
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
         body,

@@ -153,22 +153,41 @@ async fn obtain_token(
 /// Get a new access token.
 ///
 /// The user is read again, so a deleted user gets 401 and a changed role is in the new token.
+/// An invalid or expired refresh token counts as a failed login of the client address (20
+/// within 5 minutes: 429 with `Retry-After`).
 #[utoipa::path(post, path = "/api/token/refresh", tag = "auth",
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "A new access token", body = AccessToken),
         (status = 400, description = "Malformed body", body = crate::error::Problem),
         (status = 401, description = "Invalid or expired refresh token, or the user is gone", body = crate::error::Problem),
+        (status = 429, description = "Too many failed logins or refreshes from this address; see Retry-After", body = crate::error::Problem),
     ))]
 async fn refresh_token(
     axum::extract::State(state): axum::extract::State<AppState>,
+    ClientAddr(addr): ClientAddr,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Json<AccessToken>, ApiError> {
-    let claims = state
+    // Bad refresh tokens count against the client address like failed logins.
+    if let Err(wait) = state.login.check_addr(addr) {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return Err(ApiError::too_many_requests(
+            format!("too many failed logins or refreshes from this address; try again in {secs} s"),
+            secs,
+        ));
+    }
+    let claims = match state
         .auth
         .keys
-        .verify(&body.refresh, TokenKind::Refresh)
-        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        .verify_or_reload(&state.db, &body.refresh, TokenKind::Refresh)
+        .await
+    {
+        Ok(claims) => claims,
+        Err(e) => {
+            state.login.record_addr_failure(addr);
+            return Err(ApiError::unauthorized(e.to_string()));
+        }
+    };
     let id = claims.user()?.user_id;
     let user = match users::get(&state.db, id).await {
         Ok(user) => user,

@@ -145,11 +145,12 @@ pub enum TokenError {
     Invalid,
 }
 
+/// A signing key as stored (`settings.jwt_keys`, newest first); see [`super::rotation`].
 #[derive(Clone, Serialize, Deserialize)]
-struct StoredKey {
-    kid: String,
-    secret_hex: String,
-    created_ms: i64,
+pub(crate) struct StoredKey {
+    pub(crate) kid: String,
+    pub(crate) secret_hex: String,
+    pub(crate) created_ms: i64,
 }
 
 struct Key {
@@ -230,7 +231,13 @@ impl Keys {
         })
     }
 
-    fn from_stored(stored: &[StoredKey]) -> Option<Self> {
+    /// The key ids, the signing one first.
+    #[must_use]
+    pub fn kids(&self) -> Vec<&str> {
+        self.keys.iter().map(|k| k.kid.as_str()).collect()
+    }
+
+    pub(crate) fn from_stored(stored: &[StoredKey]) -> Option<Self> {
         let keys = stored
             .iter()
             .map(|k| {

@@ -7,6 +7,7 @@
 pub mod clients;
 pub mod jwt;
 pub mod password;
+pub mod rotation;
 pub mod scope;
 
 use std::time::Duration;
@@ -42,8 +43,8 @@ impl Default for AuthSettings {
 /// What the authentication layer needs at run time.
 #[derive(Debug)]
 pub struct AuthState {
-    /// Signing keys.
-    pub keys: Keys,
+    /// Signing keys (reloadable: see [`rotation`]).
+    pub keys: rotation::KeyRing,
     /// Token lifetimes.
     pub settings: AuthSettings,
 }
@@ -96,7 +97,8 @@ impl FromRequestParts<AppState> for AuthUser {
         let claims = state
             .auth
             .keys
-            .verify(token, TokenKind::Access)
+            .verify_or_reload(&state.db, token, TokenKind::Access)
+            .await
             .map_err(|e| ApiError::unauthorized(e.to_string()))?;
         claims.user()
     }

@@ -140,7 +140,8 @@ impl FromRequestParts<AppState> for Caller {
         let claims = state
             .auth
             .keys
-            .verify_o2ims(token)
+            .verify_o2ims_or_reload(&state.db, token)
+            .await
             .map_err(|e| ApiError::unauthorized(e.to_string()))?;
         if !claims.is_client() {
             return claims.user().map(Self::User);

@@ -104,6 +104,9 @@ impl UplinkServer {
     /// See [`UplinkError`].
     pub fn bind(app: AppState, ca: Arc<Ca>, settings: UplinkSettings) -> Result<Self, UplinkError> {
         let cert = ca.issue_server_cert(&settings.names, now_ms())?;
+        if let Some(server) = cert.chain.first() {
+            app.metrics.set_uplink_certs(ca.cert_der(), server);
+        }
         let config = tls::server_config(&ca, cert)?;
         let endpoint =
             Endpoint::server(config, settings.listen).map_err(|source| UplinkError::Bind {

@@ -25,6 +25,7 @@ const IMS_VARS: &[&str] = &[
     "IMS_QUIC_LISTEN",
     "IMS_QUIC_NAMES",
     "IMS_HEARTBEAT_INTERVAL",
+    "IMS_KEY_ROTATION",
 ];
 
 /// `ims-control` with a clean environment; the QUIC uplink on a free loopback port (its

@@ -22,6 +22,8 @@ pub struct RawConfig {
     pub metrics_listen: Option<String>,
     /// `"text"` (default) or `"json"`.
     pub log_format: Option<RawLogFormat>,
+    /// Unprivileged user to switch to once every socket is open (when started as root).
+    pub user: Option<String>,
     /// `[dhcp]` tuning.
     pub dhcp: Option<RawDhcp>,
     /// `[[interface]]` entries.
@@ -66,6 +68,10 @@ pub struct RawDhcp {
     pub unknown_log_per_minute: Option<u32>,
     /// Most lease writes grouped into one commit (default 1024).
     pub max_batch: Option<usize>,
+    /// Messages per second each client MAC may send, sustained (default 2; 0 = no limit).
+    pub rate_limit_per_mac: Option<u32>,
+    /// Messages a client MAC may send at once after a quiet period (default 20).
+    pub rate_limit_burst: Option<u32>,
 }
 
 /// `[[interface]]`.
@@ -157,6 +163,11 @@ pub struct RawTftp {
     pub max_retries: Option<u32>,
     /// `"auto"` (default), `"uring"` or `"tokio"`; env `NETBOOTD_TFTP_DRIVER` overrides.
     pub driver: Option<RawTftpDriver>,
+    /// Read requests per second each client IP address may send, sustained (default 10;
+    /// 0 = no limit).
+    pub rate_limit_per_ip: Option<u32>,
+    /// Read requests a client IP address may send at once after a quiet period (default 50).
+    pub rate_limit_burst: Option<u32>,
 }
 
 /// `[tftp] driver`.

@@ -43,6 +43,7 @@ fn tftp_only_config_takes_every_default() {
             timeout: Duration::from_secs(1),
             max_retries: 5,
             driver: TftpDriver::Auto,
+            rate_limit_per_ip: DEFAULT_TFTP_RATE_LIMIT,
         }
     );
 }

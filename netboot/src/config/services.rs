@@ -14,8 +14,8 @@ use toml::Spanned;
 use super::raw::{RawBootProfile, RawHttp, RawTftp, RawTftpDriver};
 use super::{
     DEFAULT_HTTP_MAX_DOWNLOADS, DEFAULT_TFTP_LISTEN, DEFAULT_TFTP_MAX_RETRIES,
-    DEFAULT_TFTP_MAX_TRANSFERS, DEFAULT_TFTP_MAX_WINDOWSIZE, DEFAULT_TFTP_TIMEOUT, HttpConfig,
-    Interface, Invalid, TftpConfig, TftpDriver,
+    DEFAULT_TFTP_MAX_TRANSFERS, DEFAULT_TFTP_MAX_WINDOWSIZE, DEFAULT_TFTP_RATE_LIMIT,
+    DEFAULT_TFTP_TIMEOUT, HttpConfig, Interface, Invalid, TftpConfig, TftpDriver,
 };
 
 /// Smallest and largest `blksize` (RFC 2348).
@@ -144,6 +144,14 @@ pub(crate) fn tftp(entry: &Spanned<RawTftp>) -> Res<TftpConfig> {
         Some(RawTftpDriver::Uring) => TftpDriver::Uring,
         Some(RawTftpDriver::Tokio) => TftpDriver::Tokio,
     };
+    let rate_limit_per_ip = super::validate::rate_limit(
+        "tftp",
+        "rate_limit_per_ip",
+        raw.rate_limit_per_ip,
+        raw.rate_limit_burst,
+        DEFAULT_TFTP_RATE_LIMIT,
+        span.clone(),
+    )?;
     Ok(TftpConfig {
         root,
         listen,
@@ -154,6 +162,7 @@ pub(crate) fn tftp(entry: &Spanned<RawTftp>) -> Res<TftpConfig> {
         timeout,
         max_retries,
         driver,
+        rate_limit_per_ip,
     })
 }
 

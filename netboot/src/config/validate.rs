@@ -11,13 +11,15 @@ use ims_proto::MacAddr;
 use ipnet::Ipv4Net;
 use toml::Spanned;
 
+use crate::ratelimit::RateLimit;
+
 use super::raw::{
     RawBootProfile, RawConfig, RawDhcp, RawDuration, RawInterface, RawLogFormat, RawMachine,
     RawSubnet,
 };
 use super::{
-    BootProfile, Config, DEFAULT_DATA_DIR, DEFAULT_DECLINE_QUARANTINE, DEFAULT_LEASE_TIME,
-    DEFAULT_MAX_BATCH, DEFAULT_METRICS_LISTEN, DEFAULT_OFFER_TIMEOUT,
+    BootProfile, Config, DEFAULT_DATA_DIR, DEFAULT_DECLINE_QUARANTINE, DEFAULT_DHCP_RATE_LIMIT,
+    DEFAULT_LEASE_TIME, DEFAULT_MAX_BATCH, DEFAULT_METRICS_LISTEN, DEFAULT_OFFER_TIMEOUT,
     DEFAULT_UNKNOWN_LOG_PER_MINUTE, DhcpConfig, DhcpDriverConfig, Interface, Invalid, LogFormat,
     MIN_LEASE_TIME, Machine, Subnet, services,
 };
@@ -74,6 +76,27 @@ pub(crate) fn validate(raw: RawConfig) -> Res<Config> {
         None | Some(RawLogFormat::Text) => LogFormat::Text,
         Some(RawLogFormat::Json) => LogFormat::Json,
     };
+    let user = match raw.user {
+        None => None,
+        Some(u)
+            if !u.is_empty()
+                && u.len() <= 32
+                && u.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) =>
+        {
+            Some(u)
+        }
+        Some(u) => {
+            return Err(invalid(
+                "user",
+                None,
+                format!(
+                    "{u:?} is not a user name: give the unprivileged user to run as after binding, \
+                     such as \"netbootd\" or \"nobody\""
+                ),
+            ));
+        }
+    };
     let tuning = dhcp_tuning(raw.dhcp.unwrap_or_default())?;
 
     let boot_profiles = boot_profiles(&raw.boot_profile)?;
@@ -96,6 +119,7 @@ pub(crate) fn validate(raw: RawConfig) -> Res<Config> {
         data_dir,
         metrics_listen,
         log_format,
+        user,
         dhcp: DhcpConfig {
             interfaces,
             subnets,
@@ -107,6 +131,7 @@ pub(crate) fn validate(raw: RawConfig) -> Res<Config> {
         },
         dhcp_driver: DhcpDriverConfig {
             max_batch: tuning.max_batch,
+            rate_limit_per_mac: tuning.rate_limit,
         },
         tftp,
         http,
@@ -119,6 +144,7 @@ struct Tuning {
     decline_quarantine: u64,
     unknown_log_per_minute: u32,
     max_batch: usize,
+    rate_limit: RateLimit,
 }
 
 fn dhcp_tuning(raw: RawDhcp) -> Res<Tuning> {
@@ -157,7 +183,40 @@ fn dhcp_tuning(raw: RawDhcp) -> Res<Tuning> {
             .unknown_log_per_minute
             .unwrap_or(DEFAULT_UNKNOWN_LOG_PER_MINUTE),
         max_batch,
+        rate_limit: rate_limit(
+            "dhcp",
+            "rate_limit_per_mac",
+            raw.rate_limit_per_mac,
+            raw.rate_limit_burst,
+            DEFAULT_DHCP_RATE_LIMIT,
+            None,
+        )?,
     })
+}
+
+/// `<section>.<rate_key>` and `<section>.rate_limit_burst`: a sustained rate (0 disables the
+/// limit) and a burst of at least one.
+pub(super) fn rate_limit(
+    section: &str,
+    rate_key: &str,
+    per_second: Option<u32>,
+    burst: Option<u32>,
+    default: RateLimit,
+    span: Option<Range<usize>>,
+) -> Res<RateLimit> {
+    let per_second = per_second.unwrap_or(default.per_second);
+    let burst = burst.unwrap_or(default.burst);
+    if per_second > 0 && burst == 0 {
+        return Err(invalid(
+            format!("{section}.rate_limit_burst"),
+            span,
+            format!(
+                "is 0 while {section}.{rate_key} is {per_second}: allow at least one message at                  once (the default is {}), or set {section}.{rate_key} = 0 to turn the limit off",
+                default.burst
+            ),
+        ));
+    }
+    Ok(RateLimit { per_second, burst })
 }
 
 /// A duration in whole seconds.

@@ -25,6 +25,12 @@
 //!    address after a rotating cursor. Each only if dynamic (in the range, not excluded, not
 //!    reserved) and held by nobody else.
 //!
+//! # Rate limit
+//!
+//! With [`Server::set_rate_limit`], each client MAC gets a token bucket (on the virtual time of
+//! the `handle_*` calls); messages beyond it are dropped unanswered and counted
+//! ([`Stats::rate_limited`]).
+//!
 //! No input makes any method panic.
 
 mod handlers;
@@ -49,6 +55,7 @@ use super::{
     UnixTime,
 };
 use crate::config::DhcpConfig;
+use crate::ratelimit::{RateLimit, RateLimiter};
 
 /// DHCP server port.
 const SERVER_PORT: u16 = 67;
@@ -74,6 +81,8 @@ pub struct Server {
     warned: BTreeSet<String>,
     /// Machines seen in discovery mode, for `first_seen`.
     discovered: BTreeMap<MacAddr, DiscoveredMachine>,
+    /// Messages per client MAC ([`Server::set_rate_limit`]; off by default).
+    mac_limit: RateLimiter<MacAddr>,
 }
 
 /// Dynamic address usage of one subnet.
@@ -143,7 +152,15 @@ impl Server {
             stats: Stats::default(),
             warned: BTreeSet::new(),
             discovered: BTreeMap::new(),
+            mac_limit: RateLimiter::new(RateLimit::OFF),
         }
+    }
+
+    /// Limit the messages each client MAC may send (token bucket on the `now` of the
+    /// `handle_*` calls); a message over the limit gets no answer and is counted in
+    /// [`Stats::rate_limited`]. Off until set; kept across [`Server::replace_config`].
+    pub fn set_rate_limit(&mut self, limit: RateLimit) {
+        self.mac_limit = RateLimiter::new(limit);
     }
 
     /// Handle a raw Ethernet frame received on configured interface `interface`.
@@ -360,6 +377,11 @@ impl Server {
             self.stats.drop_packet(DropReason::WrongOp);
             return;
         };
+        if !self.mac_limit.allow(&mac, now.0.saturating_mul(1000)) {
+            self.stats.rate_limited = self.stats.rate_limited.saturating_add(1);
+            tracing::trace!(%mac, "DHCP message over this MAC's rate limit dropped");
+            return;
+        }
         // Direct: the subnet of the interface's address; relayed: the subnet of giaddr; a routed
         // unicast renewal: the subnet of ciaddr.
         let anchor = if link.is_some() {
@@ -447,5 +469,7 @@ impl Server {
     }
 }
 
+#[cfg(test)]
+mod ratelimit_tests;
 #[cfg(test)]
 mod replace_tests;

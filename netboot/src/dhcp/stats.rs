@@ -89,6 +89,8 @@ pub struct Stats {
     pub declines: u64,
     /// Leases that reached their end without renewal.
     pub expirations: u64,
+    /// Messages dropped because their client MAC was over its rate limit.
+    pub rate_limited: u64,
 }
 
 impl Stats {

@@ -131,6 +131,10 @@ impl Uplink {
         let mut maintenance = tokio::time::interval(MAINTENANCE_INTERVAL);
         maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         metrics::set_uplink_connected(false);
+        // Export the counters from 0, so alert rules and dashboards see them before the first
+        // event is sent or dropped.
+        metrics::record_uplink_events_sent(0);
+        metrics::record_outbox_dropped(0);
         info!(
             endpoint = %driver.control.endpoint,
             worker_id = %driver.info.worker_id,

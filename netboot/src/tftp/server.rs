@@ -29,7 +29,7 @@
 //! No input makes any method panic, and all state is bounded by the limits.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::options::{self, Asked};
@@ -41,6 +41,7 @@ use super::{
     Command, FailReason, FileError, Mode, Outcome, Packet, Source, TftpLimits, TransferEvent,
     TransferId,
 };
+use crate::ratelimit::{RateLimit, RateLimiter};
 
 /// How long a request may wait in the queue for a transfer slot.
 pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -80,6 +81,10 @@ pub struct Server {
     pending: BTreeSet<(SocketAddr, String)>,
     /// Next transfer id.
     next_id: u64,
+    /// Requests per client IP ([`Server::set_rate_limit`]; off by default).
+    ip_limit: RateLimiter<IpAddr>,
+    /// Time origin of `ip_limit` (the first request's `now`).
+    limit_epoch: Option<Instant>,
 }
 
 impl Server {
@@ -94,12 +99,29 @@ impl Server {
             queue: VecDeque::new(),
             pending: BTreeSet::new(),
             next_id: 0,
+            ip_limit: RateLimiter::new(RateLimit::OFF),
+            limit_epoch: None,
         }
+    }
+
+    /// Limit the requests (datagrams on the listening socket) each client IP address may send
+    /// (token bucket on the `now` of the calls); one over the limit is dropped unanswered,
+    /// counted in [`Stats::rate_limited`] and not in [`Stats::requests`]. Transfers already
+    /// running are never limited. Off until set.
+    pub fn set_rate_limit(&mut self, limit: RateLimit) {
+        self.ip_limit = RateLimiter::new(limit);
     }
 
     /// A datagram from `peer` on the listening socket (port 69).
     pub fn handle_request(&mut self, now: Instant, peer: SocketAddr, bytes: &[u8]) {
         self.expire_queue(now);
+        let epoch = *self.limit_epoch.get_or_insert(now);
+        let now_ms =
+            u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX);
+        if !self.ip_limit.allow(&peer.ip(), now_ms) {
+            bump(&mut self.stats.rate_limited);
+            return;
+        }
         bump(&mut self.stats.requests);
         let request = match wire::parse(bytes) {
             Ok(wire::Packet::Rrq(r)) => r,

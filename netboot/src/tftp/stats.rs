@@ -70,6 +70,8 @@ pub struct Stats {
     pub duplicate_acks: u64,
     /// Datagrams on a transfer socket that were not a usable ACK or ERROR (ignored).
     pub ignored_datagrams: u64,
+    /// Requests dropped because their client IP address was over its rate limit.
+    pub rate_limited: u64,
     /// Block size of the last started transfer.
     pub last_blksize: u16,
     /// Window size of the last started transfer.

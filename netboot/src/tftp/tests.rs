@@ -4,6 +4,7 @@
 //! decoded back with `wire::parse`. No file bytes move in the transcript tests: DATA is checked
 //! as (block, offset, len). The simulation (`sim`) moves real bytes through a lossy network.
 
+mod ratelimit;
 mod requests;
 mod sim;
 mod transfer;

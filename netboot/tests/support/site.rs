@@ -384,6 +384,11 @@ impl Site {
             .and_then(|d| d.child.try_wait().ok().flatten())
     }
 
+    /// The PID of the running netbootd, if one was started.
+    pub(crate) fn netbootd_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(|d| d.child.id())
+    }
+
     /// Whether netbootd is still running.
     pub(crate) fn netbootd_alive(&mut self) -> bool {
         self.daemon.is_some() && self.daemon_exit_status().is_none()

@@ -126,6 +126,13 @@ impl UdpClient {
         Self { sock }
     }
 
+    /// Bind `addr` (an address of the namespace, port 0 for any) inside namespace `ns`.
+    pub(crate) fn open_at(ns: &str, addr: SocketAddrV4) -> Self {
+        let sock = netns::run_in(ns, move || UdpSocket::bind(addr))
+            .unwrap_or_else(|e| panic!("cannot bind a UDP socket to {addr} in {ns}: {e}"));
+        Self { sock }
+    }
+
     /// The socket's local port.
     pub(crate) fn port(&self) -> u16 {
         self.sock.local_addr().map_or(0, |a| a.port())

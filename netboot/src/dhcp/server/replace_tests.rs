@@ -12,7 +12,7 @@ const GIADDR: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
 const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const T0: UnixTime = UnixTime(1_700_000_000);
 
-fn config(machines: &[(MacAddr, Option<Ipv4Addr>)]) -> DhcpConfig {
+pub(super) fn config(machines: &[(MacAddr, Option<Ipv4Addr>)]) -> DhcpConfig {
     DhcpConfig {
         interfaces: vec![Interface {
             name: "eth0".into(),

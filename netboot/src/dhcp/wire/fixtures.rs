@@ -134,6 +134,114 @@ pub(crate) fn ovmf_uefi_discover() -> Vec<u8> {
     )
 }
 
+/// SeaBIOS + iPXE ROM DHCPREQUEST (SELECTING) after an OFFER of 10.77.0.100 from 10.77.0.1:
+/// the DISCOVER's options in iPXE's order, then 54 (server id) and 50 (requested address), as
+/// iPXE appends them.
+pub(crate) fn ipxe_bios_request() -> Vec<u8> {
+    bootp(
+        concat!(
+            "01 01 06 00",
+            "a1 5e 7c 2b", // same xid as the DISCOVER
+            "00 00 00 00",
+            "00000000 00000000 00000000 00000000",
+            "525400770010 00000000000000000000",
+        ),
+        concat!(
+            "35 01 03",       // 53 REQUEST
+            "39 02 05 c0",    // 57 max message size 1472
+            "5d 02 00 00",    // 93 arch 0: x86 BIOS
+            "5e 03 01 02 01", // 94 NDI: UNDI 2.1
+            "3c 20 505845436c69656e743a417263683a30303030303a554e44493a303032303031",
+            "4d 04 69505845", // 77 user class, raw "iPXE"
+            "af 20 eb03010000 170101 150101 130101 110101 180101 190101 1f0101 210101 240101",
+            "37 17 01 03 06 07 0c 0f 11 1a 2b 3c 42 43 77 80 81 82 83 84 85 86 87 af cb",
+            "3d 07 01 525400770010",
+            "61 11 00 00000000000000000000000000000000",
+            "36 04 0a4d0001", // 54 server id 10.77.0.1
+            "32 04 0a4d0064", // 50 requested 10.77.0.100
+            "ff",
+        ),
+    )
+}
+
+/// iPXE's EFI driver (from the e1000 ROM, under OVMF) first DHCPDISCOVER: arch 7, UNDI 3.10,
+/// user class `iPXE` and the option 175 feature list, as the pcaps in the harness report show.
+pub(crate) fn ipxe_efi_discover() -> Vec<u8> {
+    bootp(
+        concat!(
+            "01 01 06 00",
+            "5c 31 9e 04",
+            "00 00 00 00",
+            "00000000 00000000 00000000 00000000",
+            "525400770011 00000000000000000000",
+        ),
+        concat!(
+            "35 01 01",
+            "39 02 05 c0",
+            "5d 02 00 07",    // 93 arch 7: EFI x64
+            "5e 03 01 03 0a", // 94 NDI: UNDI 3.10
+            "3c 20 505845436c69656e743a417263683a30303030373a554e44493a303033303130",
+            "4d 04 69505845",
+            "af 20 eb03010000 170101 150101 130101 110101 180101 190101 1f0101 210101 240101",
+            "37 17 01 03 06 07 0c 0f 11 1a 2b 3c 42 43 77 80 81 82 83 84 85 86 87 af cb",
+            "3d 07 01 525400770011",
+            "61 11 00 00000000000000000000000000000000",
+            "ff",
+        ),
+    )
+}
+
+/// A PXE 2.1 BIOS ROM (no iPXE) DHCPDISCOVER: arch 0 and the PXEClient class, without the
+/// `iPXE` user class and option 175; laid out like the iPXE ROM's DISCOVER minus those two.
+pub(crate) fn pxe_bios_discover() -> Vec<u8> {
+    bootp(
+        concat!(
+            "01 01 06 00",
+            "0f 3c 21 7a",
+            "00 04 80 00", // secs 4, BROADCAST
+            "00000000 00000000 00000000 00000000",
+            "525400770012 00000000000000000000",
+        ),
+        concat!(
+            "35 01 01",
+            "39 02 05 c0",
+            "5d 02 00 00",
+            "5e 03 01 02 01",
+            "3c 20 505845436c69656e743a417263683a30303030303a554e44493a303032303031",
+            "37 11 01 02 03 05 06 0b 0c 0d 0f 10 11 12 2b 36 3c 43 80",
+            "61 11 00 8b5e3a41c2d74f0e9a6b1c2d3e4f5062",
+            "ff",
+        ),
+    )
+}
+
+/// OVMF native PxeBcDxe DHCPREQUEST after an OFFER of 10.77.0.101 from 10.77.0.1: arch 7,
+/// broadcast, the DISCOVER's options plus 50 and 54.
+pub(crate) fn ovmf_uefi_request() -> Vec<u8> {
+    bootp(
+        concat!(
+            "01 01 06 00",
+            "4e 9c 02 d7",
+            "00 04 80 00",
+            "00000000 00000000 00000000 00000000",
+            "525400770010 00000000000000000000",
+        ),
+        concat!(
+            "35 01 03",
+            "36 04 0a4d0001",
+            "32 04 0a4d0065",
+            "39 02 05 c0",
+            "37 23 01 02 03 04 05 06 0c 0d 0f 11 12 16 17 1c 28 29 2a 2b 32 33 36 3a 3b 3c 42 43",
+            "      61 80 81 82 83 84 85 86 87",
+            "61 11 00 8b5e3a41c2d74f0e9a6b1c2d3e4f5061",
+            "5e 03 01 03 00",
+            "5d 02 00 07",
+            "3c 20 505845436c69656e743a417263683a30303030373a554e44493a303033303030",
+            "ff",
+        ),
+    )
+}
+
 /// A DHCPDISCOVER relayed once: hops 1, giaddr 10.78.0.2, option 82 appended before END with a
 /// circuit id ("ge-0/0/7.10") and a remote id (the relay's MAC).
 pub(crate) fn relayed_discover() -> Vec<u8> {
@@ -199,6 +307,10 @@ pub(crate) fn fuzz_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     vec![
         ("dhcp_message", "ipxe_bios_discover", ipxe_bios_discover()),
         ("dhcp_message", "ovmf_uefi_discover", ovmf_uefi_discover()),
+        ("dhcp_message", "ipxe_bios_request", ipxe_bios_request()),
+        ("dhcp_message", "ipxe_efi_discover", ipxe_efi_discover()),
+        ("dhcp_message", "pxe_bios_discover", pxe_bios_discover()),
+        ("dhcp_message", "ovmf_uefi_request", ovmf_uefi_request()),
         ("dhcp_message", "relayed_discover", relayed_discover()),
         ("dhcp_message", "overloaded_ack", overloaded_ack()),
         (
@@ -230,6 +342,26 @@ pub(crate) fn fuzz_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             "ovmf_uefi_discover",
             client_frame(&ovmf_uefi_discover()),
         ),
+        (
+            "udp_frame",
+            "ipxe_bios_request",
+            client_frame(&ipxe_bios_request()),
+        ),
+        (
+            "udp_frame",
+            "ipxe_efi_discover",
+            client_frame(&ipxe_efi_discover()),
+        ),
+        (
+            "udp_frame",
+            "pxe_bios_discover",
+            client_frame(&pxe_bios_discover()),
+        ),
+        (
+            "udp_frame",
+            "ovmf_uefi_request",
+            client_frame(&ovmf_uefi_request()),
+        ),
     ]
 }
 
@@ -252,5 +384,40 @@ fn fuzz_seed_corpus_matches_the_fixtures() {
             "{} differs from its fixture",
             path.display()
         );
+    }
+}
+
+/// The firmware REQUEST/DISCOVER seeds decode as what they claim to be.
+#[test]
+fn firmware_seed_fixtures_decode() {
+    use super::{Message, MessageType, code};
+    use std::net::Ipv4Addr;
+    /// Bytes, type, arch, iPXE (user class and option 175), requested address.
+    type Case = (Vec<u8>, MessageType, u16, bool, Option<Ipv4Addr>);
+    let cases: [Case; 4] = [
+        (
+            ipxe_bios_request(),
+            MessageType::Request,
+            0,
+            true,
+            Some(Ipv4Addr::new(10, 77, 0, 100)),
+        ),
+        (ipxe_efi_discover(), MessageType::Discover, 7, true, None),
+        (pxe_bios_discover(), MessageType::Discover, 0, false, None),
+        (
+            ovmf_uefi_request(),
+            MessageType::Request,
+            7,
+            false,
+            Some(Ipv4Addr::new(10, 77, 0, 101)),
+        ),
+    ];
+    for (bytes, kind, arch, ipxe, requested) in cases {
+        let m = Message::parse(&bytes).unwrap();
+        assert_eq!(m.message_type(), Some(kind));
+        assert_eq!(m.options.client_arch(), Some(arch));
+        assert_eq!(m.options.user_class_is_ipxe(), ipxe);
+        assert_eq!(m.options.get(code::IPXE_ENCAP).is_some(), ipxe);
+        assert_eq!(m.options.requested_ip(), requested);
     }
 }

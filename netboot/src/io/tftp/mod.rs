@@ -211,8 +211,10 @@ impl TftpService {
             ),
             None => None,
         };
+        let mut core = Server::new(limits);
+        core.set_rate_limit(config.rate_limit_per_ip);
         let setup = LoopSetup {
-            core: Server::new(limits),
+            core,
             listener,
             root: Arc::from(config.root.as_path()),
             cache_capacity: options.cache_capacity.unwrap_or(DEFAULT_CACHE_CAPACITY),

@@ -147,6 +147,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             max_retries: 1,
             driver: TftpDriver::Auto,
+            rate_limit_per_ip: crate::ratelimit::RateLimit::OFF,
         }
     }
 

@@ -1,0 +1,159 @@
+//! The real `ims-control` binary: security headers over plain HTTP (no HSTS) and HTTPS (with
+//! HSTS), and `rotate-key` against a running server (its tokens keep working; the new key is
+//! reported, the old one kept).
+
+mod process;
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use process::{Server, curl, ims_control, login, run, text};
+use support::tempdir::TempDir;
+
+fn serve(dir: &Path) -> Command {
+    let mut cmd = ims_control();
+    cmd.arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir);
+    cmd
+}
+
+/// The value of header `name` in curl `-i` output.
+fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+    response.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn kid(token: &str) -> String {
+    jsonwebtoken::decode_header(token)
+        .expect("jwt")
+        .kid
+        .expect("kid")
+}
+
+#[test]
+fn headers_over_http_and_https() {
+    let dir = TempDir::new("ims-cli-headers");
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-days",
+            "2",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let mut cmd = serve(&dir.path().join("plain"));
+    cmd.env("IMS_ADMIN_PASSWORD", "headers-pass");
+    let plain = Server::start(cmd);
+    for path in ["/", "/healthz", "/api/cluster"] {
+        let a = curl("GET", &format!("{}{path}", plain.url), None, None, &["-i"]);
+        assert_eq!(
+            header(&a.body, "content-security-policy"),
+            Some("default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+            "{path}: {}",
+            a.body
+        );
+        assert_eq!(header(&a.body, "x-content-type-options"), Some("nosniff"));
+        assert_eq!(header(&a.body, "x-frame-options"), Some("DENY"));
+        assert_eq!(header(&a.body, "referrer-policy"), Some("no-referrer"));
+        assert_eq!(header(&a.body, "strict-transport-security"), None, "{path}");
+    }
+
+    let mut cmd = serve(&dir.path().join("tls"));
+    cmd.arg("--tls-cert").arg(&cert).arg("--tls-key").arg(&key);
+    cmd.env("IMS_ADMIN_PASSWORD", "headers-pass");
+    let tls = Server::start(cmd);
+    let cacert = cert.display().to_string();
+    for path in ["/", "/api/cluster"] {
+        let a = curl(
+            "GET",
+            &format!("{}{path}", tls.url),
+            None,
+            None,
+            &["-i", "--cacert", cacert.as_str()],
+        );
+        assert_eq!(
+            header(&a.body, "strict-transport-security"),
+            Some("max-age=31536000"),
+            "{path}: {}",
+            a.body
+        );
+        assert_eq!(header(&a.body, "x-frame-options"), Some("DENY"));
+    }
+}
+
+#[test]
+fn rotate_key_keeps_a_running_servers_tokens() {
+    let dir = TempDir::new("ims-cli-rotate");
+    let mut cmd = serve(dir.path());
+    cmd.env("IMS_ADMIN_PASSWORD", "rotate-pass");
+    let s = Server::start(cmd);
+    let before = login(&s.url, "admin", "rotate-pass", &[]);
+    let old_kid = kid(&before);
+
+    let rotate = || {
+        let mut cmd = ims_control();
+        cmd.arg("rotate-key").arg("--data-dir").arg(dir.path());
+        let out = run(cmd, None);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let said = rotate();
+    assert!(said.starts_with("new signing key "), "{said}");
+    let new_kid = said
+        .trim_start_matches("new signing key ")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_kid, old_kid);
+    assert!(
+        said.contains(&format!("keys verifying: {new_kid}, {old_kid};")),
+        "{said}"
+    );
+    assert!(said.contains("pruned: none"), "{said}");
+    // The default lifetimes: a day of refresh tokens plus two minutes.
+    assert!(said.contains("1day 2m"), "{said}");
+
+    // The running server still accepts the token it issued before the rotation.
+    let me = curl(
+        "GET",
+        &format!("{}/api/users/me", s.url),
+        Some(&before),
+        None,
+        &[],
+    );
+    assert_eq!(me.status, 200, "{}", me.body);
+
+    // A second rotation keeps all three keys (none has expired).
+    let said = rotate();
+    assert!(said.contains(&format!(", {new_kid}, {old_kid};")), "{said}");
+
+    // A bad lifetime is a usage error.
+    let mut cmd = ims_control();
+    cmd.args(["rotate-key", "--refresh-ttl", "soon", "--data-dir"])
+        .arg(dir.path());
+    let out = run(cmd, None);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
