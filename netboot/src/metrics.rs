@@ -123,6 +123,8 @@ pub const TFTP_DRIVER: &str = "netbootd_tftp_driver";
 pub const TFTP_CACHE_BYTES: &str = "netbootd_tftp_cache_bytes";
 /// TFTP datagrams that could not be sent.
 pub const TFTP_SEND_ERRORS: &str = "netbootd_tftp_send_errors_total";
+/// TFTP size queries: the client ended the transfer after an OACK answering `tsize` (UEFI).
+pub const TFTP_SIZE_QUERIES: &str = "netbootd_tftp_size_queries_total";
 /// TFTP events not written to the event log because its queue was full.
 pub const TFTP_EVENTS_DROPPED: &str = "netbootd_tftp_events_dropped_total";
 
@@ -320,6 +322,10 @@ fn describe() {
     );
     describe_counter!(TFTP_SEND_ERRORS, "TFTP datagrams that could not be sent");
     describe_counter!(
+        TFTP_SIZE_QUERIES,
+        "TFTP size queries: transfers the client ended after an OACK answering tsize"
+    );
+    describe_counter!(
         TFTP_EVENTS_DROPPED,
         "TFTP events not written to the event log because its queue was full"
     );
@@ -433,6 +439,7 @@ pub fn tftp_started(driver: &'static str) {
         counter!(TFTP_REFUSED, "reason" => reason.as_str()).absolute(0);
     }
     counter!(TFTP_SEND_ERRORS).absolute(0);
+    counter!(TFTP_SIZE_QUERIES).absolute(0);
 }
 
 /// Copy the TFTP core's counters and gauges (absolute values), and the cache size.
@@ -469,6 +476,11 @@ pub fn record_tftp_started(blksize: u16, windowsize: u16) {
 /// Record the duration of a completed TFTP transfer.
 pub fn record_tftp_completed(duration: Duration) {
     histogram!(TFTP_DURATION).record(duration.as_secs_f64());
+}
+
+/// Record a TFTP size query (the client ended the transfer after the OACK).
+pub fn record_tftp_size_query() {
+    counter!(TFTP_SIZE_QUERIES).increment(1);
 }
 
 /// Record a TFTP datagram that could not be sent.

@@ -121,6 +121,12 @@ pub enum EventKind {
         duration_ms: u64,
         /// Retransmitted DATA packets.
         retransmits: u64,
+        /// Negotiated block size (0 in events recorded before it was kept).
+        #[serde(default)]
+        blksize: u16,
+        /// Negotiated window size (0 in events recorded before it was kept).
+        #[serde(default)]
+        windowsize: u16,
     },
     /// A TFTP transfer ended without delivering the file.
     TftpFailed {

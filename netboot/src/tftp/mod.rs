@@ -129,7 +129,15 @@ pub enum Outcome {
         retransmits: u64,
         /// From request to final ACK.
         duration: Duration,
+        /// Negotiated block size.
+        blksize: u16,
+        /// Negotiated window size.
+        windowsize: u16,
     },
+    /// The client asked for the options with `tsize` and ended the transfer after the OACK
+    /// with an ERROR, as UEFI PXE firmware does to learn a file's size before downloading it.
+    /// Not a failure: the real download follows as a new request.
+    SizeQueried,
     /// Ended without delivering the file.
     Failed {
         /// Why.

@@ -335,6 +335,7 @@ impl Server {
         match &outcome {
             Outcome::Completed { .. } => bump(&mut self.stats.completed),
             Outcome::Failed { reason } => self.stats.fail(*reason),
+            Outcome::SizeQueried => bump(&mut self.stats.size_queries),
         }
         self.commands.push_back(Command::Close { id });
         self.commands

@@ -56,6 +56,8 @@ pub struct Stats {
     pub started: u64,
     /// Transfers completed (final ACK received).
     pub completed: u64,
+    /// Size queries: the client ended the transfer after an OACK answering `tsize`.
+    pub size_queries: u64,
     /// Transfers that ended without delivering the file, by reason.
     pub failed: BTreeMap<FailReason, u64>,
     /// DATA payload bytes sent (retransmissions included).

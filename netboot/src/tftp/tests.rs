@@ -229,7 +229,7 @@ fn check_stats(server: &Server) {
     let refused: u64 = s.refused.values().sum();
     assert_eq!(
         s.admitted,
-        s.completed + failed + server.active_transfers() as u64,
+        s.completed + s.size_queries + failed + server.active_transfers() as u64,
         "{s:?}"
     );
     assert_eq!(

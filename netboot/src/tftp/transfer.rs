@@ -73,6 +73,8 @@ enum Phase {
         plan: Plan,
         /// The OACK, for retransmission.
         oack: Vec<u8>,
+        /// Whether the OACK answered `tsize` (an ERROR now is a size query, not a failure).
+        size_query: bool,
     },
     /// Sending DATA.
     Sending {
@@ -213,7 +215,11 @@ impl Transfer {
         } else {
             let oack = wire::emit_oack(&g.oack);
             self.send(ctx, self.peer, Packet::Encoded(oack.clone()));
-            self.phase = Phase::Negotiating { plan, oack };
+            self.phase = Phase::Negotiating {
+                plan,
+                oack,
+                size_query: g.tsize,
+            };
             self.deadline = Some(later(now, plan.timeout));
         }
         Step::Continue
@@ -283,12 +289,18 @@ impl Transfer {
         match packet {
             wire::Packet::Error { code: c, .. } => {
                 self.heard = true;
-                let reason = if c == code::OPTIONS_REFUSED
-                    && matches!(self.phase, Phase::Negotiating { .. })
-                {
-                    FailReason::OptionsRefused
-                } else {
-                    FailReason::ClientError
+                let reason = match self.phase {
+                    // UEFI PXE asks for tsize, reads the OACK and aborts (ERROR 8 "User
+                    // aborted the transfer", or 0); the download follows as a new request.
+                    Phase::Negotiating {
+                        size_query: true, ..
+                    } if c == code::OPTIONS_REFUSED || c == 0 => {
+                        return Step::End(Outcome::SizeQueried);
+                    }
+                    Phase::Negotiating { .. } if c == code::OPTIONS_REFUSED => {
+                        FailReason::OptionsRefused
+                    }
+                    _ => FailReason::ClientError,
                 };
                 Step::End(Outcome::Failed { reason })
             }
@@ -344,6 +356,8 @@ impl Transfer {
                         bytes: plan.size,
                         retransmits: self.retransmits,
                         duration: now.saturating_duration_since(self.requested_at),
+                        blksize: plan.blksize,
+                        windowsize: plan.windowsize,
                     });
                 }
                 self.send_window(now, ctx);
@@ -419,7 +433,7 @@ impl Transfer {
         self.retries += 1;
         match &self.phase {
             Phase::Opening => self.deadline = None,
-            Phase::Negotiating { plan, oack } => {
+            Phase::Negotiating { plan, oack, .. } => {
                 let (timeout, oack) = (plan.timeout, oack.clone());
                 self.send(ctx, self.peer, Packet::Encoded(oack));
                 self.deadline = Some(later(now, timeout));

@@ -653,6 +653,7 @@ impl<B: Backend> State<B> {
                         bytes,
                         retransmits,
                         duration,
+                        ..
                     } => {
                         metrics::record_tftp_completed(*duration);
                         let secs = duration.as_secs_f64();
@@ -670,6 +671,10 @@ impl<B: Backend> State<B> {
                     }
                     Outcome::Failed { reason } => {
                         info!(%peer, %path, reason = reason.as_str(), "TFTP transfer failed");
+                    }
+                    Outcome::SizeQueried => {
+                        metrics::record_tftp_size_query();
+                        debug!(%peer, %path, "TFTP size query answered (the client ended it after the OACK)");
                     }
                 }
             }

@@ -103,18 +103,24 @@ pub(crate) fn kind_of(event: &TransferEvent) -> Option<EventKind> {
                 bytes,
                 retransmits,
                 duration,
+                blksize,
+                windowsize,
             } => EventKind::TftpCompleted {
                 peer: *peer,
                 path: path.clone(),
                 bytes: *bytes,
                 duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
                 retransmits: *retransmits,
+                blksize: *blksize,
+                windowsize: *windowsize,
             },
             Outcome::Failed { reason } => EventKind::TftpFailed {
                 peer: *peer,
                 path: path.clone(),
                 reason: reason.as_str().to_owned(),
             },
+            // A size query is not part of the machine's story: the download follows.
+            Outcome::SizeQueried => return None,
         }),
         TransferEvent::Refused { .. } => None,
     }
@@ -185,7 +191,15 @@ mod tests {
                 bytes: 1_000_000,
                 retransmits: 2,
                 duration: Duration::from_millis(1500),
+                blksize: 1468,
+                windowsize: 8,
             },
+        });
+        sink.record(&TransferEvent::Ended {
+            id: TransferId(3),
+            peer,
+            path: "ipxe.efi".into(),
+            outcome: Outcome::SizeQueried,
         });
         sink.record(&TransferEvent::Ended {
             id: TransferId(2),
@@ -215,7 +229,9 @@ mod tests {
                     path: "ipxe.efi".into(),
                     bytes: 1_000_000,
                     duration_ms: 1500,
-                    retransmits: 2
+                    retransmits: 2,
+                    blksize: 1468,
+                    windowsize: 8
                 },
                 EventKind::TftpFailed {
                     peer,

@@ -42,6 +42,8 @@ fn every_kind() -> Vec<EventKind> {
             bytes: 1_048_576,
             duration_ms: 120,
             retransmits: 2,
+            blksize: 1468,
+            windowsize: 16,
         },
         EventKind::TftpFailed {
             peer: peer(),

@@ -171,6 +171,48 @@ fn retransmitted_request_is_ignored_until_the_client_speaks() {
 }
 
 #[test]
+fn a_tsize_probe_ended_after_the_oack_is_a_size_query_not_a_failure() {
+    // UEFI PXE (OVMF, most vendor firmware) asks for blksize + tsize, reads the OACK and ends
+    // the transfer with ERROR 8 "User aborted the transfer" (some send code 0), then asks again.
+    for abort_code in [code::OPTIONS_REFUSED, 0] {
+        let mut h = Harness::new(limits());
+        let id = h.admit(client(1), "f", &[("blksize", "1468"), ("tsize", "0")]);
+        let cmds = h.opened(id, 10_000);
+        assert_eq!(sent(&cmds).len(), 1); // OACK
+        let cmds = h.datagram(
+            id,
+            client(1),
+            &wire::emit_error(abort_code, "User aborted the transfer"),
+        );
+        assert_eq!(ended(&cmds, id), Outcome::SizeQueried);
+        assert!(
+            sent(&cmds).is_empty(),
+            "the abort is not answered: {cmds:?}"
+        );
+        let s = h.server.stats();
+        assert_eq!((s.size_queries, s.failed.values().sum::<u64>()), (1, 0));
+        check_stats(&h.server);
+    }
+    // Any other ERROR once DATA flows is still a failure.
+    let mut h = Harness::new(limits());
+    let id = h.admit(client(1), "f", &[("tsize", "0")]);
+    h.opened(id, 10_000);
+    h.datagram(id, client(1), &wire::emit_ack(0));
+    let cmds = h.datagram(
+        id,
+        client(1),
+        &wire::emit_error(code::OPTIONS_REFUSED, "stop"),
+    );
+    assert_eq!(
+        ended(&cmds, id),
+        Outcome::Failed {
+            reason: FailReason::ClientError
+        }
+    );
+    check_stats(&h.server);
+}
+
+#[test]
 fn file_errors_reach_the_client_and_end_the_transfer() {
     let mut h = Harness::new(limits());
     for (n, (err, c, reason)) in [

@@ -37,7 +37,9 @@ fn octet_without_options_is_lock_step_at_512() {
         Outcome::Completed {
             bytes: 1300,
             retransmits: 0,
-            duration: Duration::from_millis(7)
+            duration: Duration::from_millis(7),
+            blksize: 512,
+            windowsize: 1
         }
     );
     assert_eq!(h.server.poll_timeout(), None);
