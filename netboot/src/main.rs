@@ -846,9 +846,10 @@ fn check_config(path: &Path, config: &Config) -> anyhow::Result<()> {
         Some(t) => {
             let (blksize, source) = tftp::effective_max_blksize(t);
             let requested = tftp_driver_requested(t)?;
-            let driver = match tftp::select_driver(requested, tftp::probe_uring) {
-                Ok(kind) => kind.as_str().to_owned(),
-                Err(e) => format!("cannot start: {e}"),
+            let choice = tftp::select_driver(requested, tftp::probe_uring);
+            let driver = match &choice.uring_refused {
+                None => choice.kind.as_str().to_owned(),
+                Some(why) => format!("{} (io_uring unavailable: {why})", choice.kind.as_str()),
             };
             let requested = match requested {
                 TftpDriver::Auto => "auto",

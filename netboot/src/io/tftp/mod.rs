@@ -13,12 +13,13 @@
 //! clients over a veth pair), the io_uring driver costs 1.3–1.4× the tokio driver's CPU per
 //! GiB at window 1 (one ACK per DATA: tokio-uring allocates and spawns per operation, and a
 //! receive is attempted, armed for poll and retried in the kernel) and about 1.05× with
-//! windows. `auto` therefore never probes io_uring; `uring` stays available and fails the start
-//! clearly where io_uring is refused (Docker and containerd seccomp profiles,
-//! `kernel.io_uring_disabled`, old kernels).
+//! windows. `auto` therefore never probes io_uring. `uring` probes it; where io_uring is
+//! refused (Docker and containerd seccomp profiles, `kernel.io_uring_disabled`, old kernels)
+//! netbootd logs why, once, and runs the same core on the tokio driver
+//! (`netbootd_tftp_driver_info{driver="tokio"}` then shows it).
 //!
 //! [`TftpService::start`] binds the listening socket and picks the driver before returning, so
-//! a busy port or a refused `driver = "uring"` fails the daemon's start with a clear message.
+//! a busy port fails the daemon's start with a clear message.
 //! Boot files are read once into shared memory (`files`); each transfer sends from its own
 //! UDP socket on an ephemeral port of the listen address (its TID, RFC 1350 §4).
 
@@ -29,7 +30,7 @@ use std::sync::mpsc as std_mpsc;
 use std::thread;
 
 use tokio::sync::{oneshot, watch};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::{TftpConfig, TftpDriver};
 use crate::metrics;
@@ -91,12 +92,6 @@ pub enum TftpError {
         #[source]
         source: std::io::Error,
     },
-    /// `driver = "uring"` was asked for and io_uring is refused.
-    #[error(
-        "the io_uring TFTP driver was requested ([tftp] driver or NETBOOTD_TFTP_DRIVER = \
-         \"uring\") but io_uring is unavailable: {0}; use driver \"auto\" or \"tokio\""
-    )]
-    UringRefused(UringUnavailable),
     /// `NETBOOTD_TFTP_DRIVER` holds something else than `auto`, `uring` or `tokio`.
     #[error("NETBOOTD_TFTP_DRIVER={0:?} is not one of auto, uring, tokio: fix or unset it")]
     BadDriverEnv(String),
@@ -123,21 +118,46 @@ pub fn requested_driver(config: TftpDriver, env: Option<&str>) -> Result<TftpDri
     }
 }
 
+/// The driver chosen for a request, and why io_uring was not used when it was asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriverChoice {
+    /// The driver that runs.
+    pub kind: DriverKind,
+    /// `uring` was requested but refused: why (the tokio driver runs instead).
+    pub uring_refused: Option<UringUnavailable>,
+}
+
 /// Pick the driver for `requested`: `auto` and `tokio` choose tokio (see the module docs for
-/// why), `uring` probes io_uring with `probe`.
-///
-/// # Errors
-/// [`TftpError::UringRefused`] when `uring` is requested and the probe fails.
+/// why); `uring` probes io_uring with `probe` and falls back to tokio when it is refused.
 pub fn select_driver(
     requested: TftpDriver,
     probe: impl FnOnce() -> Result<(), UringUnavailable>,
-) -> Result<DriverKind, TftpError> {
+) -> DriverChoice {
     match requested {
-        TftpDriver::Auto | TftpDriver::Tokio => Ok(DriverKind::Tokio),
-        TftpDriver::Uring => probe()
-            .map(|()| DriverKind::Uring)
-            .map_err(TftpError::UringRefused),
+        TftpDriver::Auto | TftpDriver::Tokio => DriverChoice {
+            kind: DriverKind::Tokio,
+            uring_refused: None,
+        },
+        TftpDriver::Uring => match probe() {
+            Ok(()) => DriverChoice {
+                kind: DriverKind::Uring,
+                uring_refused: None,
+            },
+            Err(why) => DriverChoice {
+                kind: DriverKind::Tokio,
+                uring_refused: Some(why),
+            },
+        },
     }
+}
+
+/// Logs, once per start, that io_uring was refused and the tokio driver runs instead.
+fn warn_fallback(why: &UringUnavailable) {
+    warn!(
+        reason = %why,
+        "io_uring is unavailable, so the TFTP server runs on the tokio driver instead (same \
+         protocol core; set [tftp] driver = \"tokio\" to silence this)"
+    );
 }
 
 /// Why `driver` runs, for the start log line.
@@ -176,9 +196,8 @@ impl TftpService {
     /// `max_blksize`, and start the driver thread; it runs until `stop` turns true.
     ///
     /// # Errors
-    /// [`TftpError::Bind`] when the address cannot be bound, [`TftpError::UringRefused`] when
-    /// `uring` is requested and refused, [`TftpError::Driver`] when the thread or its runtime
-    /// cannot start.
+    /// [`TftpError::Bind`] when the address cannot be bound, [`TftpError::Driver`] when the
+    /// thread or its runtime cannot start. A refused `uring` falls back to tokio (logged once).
     pub fn start(
         config: &TftpConfig,
         requested: TftpDriver,
@@ -203,7 +222,11 @@ impl TftpService {
             max_retries: config.max_retries,
             max_path_len: MAX_PATH_LEN,
         };
-        let driver = select_driver(requested, uring_driver::probe)?;
+        let choice = select_driver(requested, uring_driver::probe);
+        if let Some(why) = &choice.uring_refused {
+            warn_fallback(why);
+        }
+        let mut driver = choice.kind;
         let events = match options.events {
             Some(log) => Some(
                 EventSink::start(log)
@@ -220,12 +243,20 @@ impl TftpService {
             cache_capacity: options.cache_capacity.unwrap_or(DEFAULT_CACHE_CAPACITY),
             events,
         };
-        let (done, thread) = match spawn(driver, setup, stop)? {
+        let (done, thread) = match spawn(driver, setup, stop.clone())? {
             Ok(running) => running,
-            Err((error, _)) if driver == DriverKind::Uring => {
-                return Err(TftpError::UringRefused(UringUnavailable {
+            // The probe passed but the ring itself could not be set up: fall back likewise.
+            Err((error, setup)) if driver == DriverKind::Uring => {
+                warn_fallback(&UringUnavailable {
                     reason: uring_driver::explain(&error, None),
-                }));
+                });
+                driver = DriverKind::Tokio;
+                match spawn(driver, setup, stop)? {
+                    Ok(running) => running,
+                    Err((error, _)) => {
+                        return Err(TftpError::Driver(format!("starting the runtime: {error}")));
+                    }
+                }
             }
             Err((error, _)) => {
                 return Err(TftpError::Driver(format!("starting the runtime: {error}")));
@@ -420,29 +451,29 @@ mod tests {
 
     #[test]
     fn auto_chooses_tokio_without_probing() {
-        let driver = select_driver(TftpDriver::Auto, || panic!("probed")).unwrap();
+        let driver = select_driver(TftpDriver::Auto, || panic!("probed")).kind;
         assert_eq!(driver, DriverKind::Tokio);
         assert!(driver_reason(TftpDriver::Auto).contains("driver = \"uring\""));
     }
 
     #[test]
-    fn forced_uring_fails_clearly_when_refused() {
+    fn uring_falls_back_to_tokio_when_refused() {
         assert_eq!(
-            select_driver(TftpDriver::Uring, || Ok(())).unwrap(),
-            DriverKind::Uring
+            select_driver(TftpDriver::Uring, || Ok(())),
+            DriverChoice {
+                kind: DriverKind::Uring,
+                uring_refused: None
+            }
         );
-        let err = select_driver(TftpDriver::Uring, refused).unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            msg.contains("io_uring is unavailable: kernel.io_uring_disabled = 2"),
-            "{msg}"
-        );
-        assert!(msg.contains("\"tokio\""), "{msg}");
+        let choice = select_driver(TftpDriver::Uring, refused);
+        assert_eq!(choice.kind, DriverKind::Tokio);
+        let why = choice.uring_refused.unwrap().to_string();
+        assert!(why.contains("kernel.io_uring_disabled = 2"), "{why}");
     }
 
     #[test]
     fn tokio_never_probes() {
-        let driver = select_driver(TftpDriver::Tokio, || panic!("probed")).unwrap();
+        let driver = select_driver(TftpDriver::Tokio, || panic!("probed")).kind;
         assert_eq!(driver, DriverKind::Tokio);
     }
 
