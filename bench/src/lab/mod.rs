@@ -25,6 +25,7 @@ pub mod netns;
 pub mod procs;
 pub mod progress;
 pub mod pxe_dhcp;
+pub mod qemu;
 mod worker;
 
 use std::io::{IsTerminal, Write};
