@@ -4,7 +4,9 @@
 //! directory ([`control`]), registers the machines over REST, enrols and starts `netbootd`
 //! ([`edge`]), and boots every machine as PXE firmware would ([`machine`], [`pxe_dhcp`]):
 //! DHCP, TFTP of the boot file, the iPXE script, kernel and initrd over HTTP, phone-home; then
-//! it waits until the REST API shows every machine `ACTIVE`. With `compare_dnsmasq` the same
+//! it waits until the REST API shows every machine `ACTIVE`. With [`LabConfig::qemu`], some of
+//! the machines are real QEMU machines on taps in the site's bridge ([`qemu_lab`], on top of
+//! [`qemu`], which the real-firmware e2e test shares). With `compare_dnsmasq` the same
 //! machines also fetch their boot file once through netbootd and once through dnsmasq (in the
 //! same edge namespace, after netbootd stopped), with each server's CPU time and peak RSS
 //! ([`compare`]). [`progress`] draws the bars and the final table.
