@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use ims_bench::lab::qemu::Accel;
+use ims_bench::lab::qemu::{Accel, find_tool};
 use ims_bench::lab::qemu_lab::QemuMachines;
 use ims_bench::lab::{self, FileSizes, LabConfig, LabError};
 
@@ -127,7 +127,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
     )?;
     let dnsmasq = match args.compare {
         Some(Server::Dnsmasq) => Some(
-            in_path("dnsmasq")
+            find_tool("dnsmasq")
+                .ok()
                 .context("--compare dnsmasq needs dnsmasq: apt-get install dnsmasq-base")?,
         ),
         None => None,
@@ -256,12 +257,4 @@ fn binary(given: Option<&Path>, dir: &Path, name: &str, package: &str) -> anyhow
         "{} not found: build it (cargo build --release -p {package}) or give --{name} PATH",
         path.display()
     )
-}
-
-fn in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
