@@ -7,8 +7,9 @@
 //! - [`api_bench`]: REST load on `ims-control` (machine creation, 10,000-machine listings),
 //!   behind the `api-bench` binary and `bench/api-compare.sh` (SQLite and PostgreSQL).
 //! - [`lab`]: `ims-lab`, a virtual edge site in network namespaces (ims-control, an enrolled
-//!   netbootd, simulated PXE machines booting to ACTIVE) and the boot-storm comparison with
-//!   dnsmasq.
+//!   netbootd, simulated PXE machines booting to ACTIVE, and with `--qemu K` real QEMU machines
+//!   among them) and the boot-storm comparison with dnsmasq. `lab::qemu` (QEMU runner, boot
+//!   payload) is shared with the real-firmware e2e test of `ims-netboot`.
 //! - [`uplink_bench`]: thousands of simulated edges enrolling and heartbeating over the QUIC
 //!   uplink of one `ims-control`, behind the `uplink-bench` binary and `bench/uplink-bench.sh`.
 #![forbid(unsafe_code)]

@@ -1,11 +1,13 @@
 //! `ims-lab` builds its virtual site, boots a handful of simulated machines to ACTIVE and tears
 //! everything down: afterwards no namespace of the run, no process it started and no temporary
 //! directory is left. Once to the end, once interrupted with SIGINT while it is kept running
-//! (`--keep`).
+//! (`--keep`), and once with one of the machines a real QEMU machine (`--qemu 1`).
 //!
 //! Needs root (network namespaces, raw sockets) and `netbootd` and `ims-control` built next to
 //! `ims-lab` (`cargo test --workspace` builds them; otherwise `cargo build -p ims-netboot -p
-//! ims-control`).
+//! ims-control`). The `--qemu` test also needs what the QEMU e2e test needs (qemu-system-x86,
+//! ipxe-qemu, ipxe, ovmf, a Debian mirror or the cached payload in
+//! `target/debug/qemu-e2e-cache`); a missing one fails it with the package to install.
 // A process test reads the clock and uses real timeouts; a failed setup step panics the test.
 #![allow(clippy::disallowed_methods, clippy::unwrap_used, clippy::expect_used)]
 
@@ -164,5 +166,46 @@ fn sigint_while_kept_tears_down() {
     .unwrap();
     let status = wait_exit(&mut child, Duration::from_secs(30));
     assert!(status.success(), "ims-lab after SIGINT: {status}");
+    assert_clean(pid);
+}
+
+#[test]
+fn one_real_qemu_machine_boots_to_active_beside_simulated_ones() {
+    let (mut child, rx) = start(&["--qemu", "1"]);
+    let pid = child.id();
+    let status = wait_exit(&mut child, Duration::from_secs(240));
+    let lines: Vec<String> = rx.try_iter().collect();
+    let text = lines.join("\n");
+    assert!(
+        status.success(),
+        "ims-lab --qemu 1 failed ({status}):\n{text}"
+    );
+    assert!(text.contains("1 real QEMU, 4 simulated"), "{text}");
+    assert!(text.contains("5/5 ACTIVE"), "{text}");
+    // Every phase of all five machines, except TFTP, which the QEMU machine's iPXE ROM skips.
+    for (phase, ok) in [
+        ("DHCP", "5"),
+        ("TFTP", "4"),
+        ("HTTP", "5"),
+        ("phone-home", "5"),
+        ("ACTIVE", "5"),
+    ] {
+        let row: Vec<&str> = lines
+            .iter()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|cols| cols.len() == 6 && cols[0] == phase)
+            .unwrap_or_else(|| panic!("no {phase} row:\n{text}"));
+        assert_eq!(&row[1..3], &[ok, "0"], "{phase}: {row:?}");
+    }
+    let qemu = lines
+        .iter()
+        .find(|l| l.trim_start().starts_with("52:54:01:00:00:01:"))
+        .unwrap_or_else(|| panic!("no line for the QEMU machine:\n{text}"));
+    assert!(
+        qemu.contains("TFTP —") && !qemu.contains("failed") && !qemu.contains("ACTIVE —"),
+        "{qemu}"
+    );
+    assert!(text.contains("serial consoles: "), "{text}");
+    // QEMU's command line names its console file in the lab's directory: checked here too.
     assert_clean(pid);
 }

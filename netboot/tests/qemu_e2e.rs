@@ -38,13 +38,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ims_bench::lab::qemu::payload::cache_dir;
+use ims_bench::lab::qemu::{
+    Accel, Firmware, INIT_FAILED, Lan, PHONE_HOME_OK, Payload, Prerequisites, Qemu,
+    RouterAdvertiser, SNPONLY_EFI, TOKEN_ARG, UNDIONLY_KPXE,
+};
 use serde_json::{Value, json};
 use support::http::{http, ims_control};
 use support::netns;
-use support::payload::{INIT_FAILED, PHONE_HOME_OK, Payload, cache_dir};
-use support::qemu::{
-    Firmware, Lan, Prerequisites, Qemu, RemoveOnDrop, RouterAdvertiser, SNPONLY_EFI, UNDIONLY_KPXE,
-};
 use support::site::{CLIENT_IF, NETBOOTD, SERVER_IF, SERVER_IP, Site};
 
 const PASSWORD: &str = "qemu-e2e-admin-password";
@@ -151,6 +152,37 @@ impl Drop for Control {
     }
 }
 
+/// Start the machine on the LAN's tap.
+fn start_vm(lan: &Lan, firmware: Firmware, accel: Accel, dir: &Path, label: &str) -> Qemu {
+    let vm = Qemu::start(&lan.tap, firmware, accel, MAC, dir, label).unwrap();
+    eprintln!(
+        "[qemu {label}] pid {} ({firmware:?}, {})",
+        vm.pid(),
+        accel.name()
+    );
+    vm
+}
+
+/// A directory removed on drop, also when the test fails (declare it before the [`Site`]
+/// whose directory it names: the site prints its logs when it is dropped, then this removes the
+/// kernel, initramfs and logs). `IMS_QEMU_E2E_KEEP=1` keeps it for inspection when the test
+/// fails (the site removes it itself when the test passes).
+#[derive(Debug, Default)]
+struct RemoveOnDrop(Option<std::path::PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let Some(dir) = self.0.take() else {
+            return;
+        };
+        if std::env::var_os("IMS_QEMU_E2E_KEEP").is_some_and(|v| v == "1") {
+            eprintln!("[qemu] IMS_QEMU_E2E_KEEP=1: keeping {}", dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
 fn wait<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
@@ -203,18 +235,17 @@ fn edge_script(site: &Site) -> Option<String> {
 #[test]
 fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
     let t0 = Instant::now();
-    Prerequisites::check();
-    let payload = Payload::prepare(&cache_dir());
+    Prerequisites::check().unwrap_or_else(|e| panic!("{e}"));
+    let accel = Accel::from_env().unwrap_or_else(|e| panic!("IMS_QEMU_ACCEL: {e}"));
+    // Next to the test binaries: `target/debug/qemu-e2e-cache`, kept between runs.
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.parent().and_then(Path::parent).unwrap();
+    let payload = Payload::prepare(&cache_dir(target)).unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
         "[qemu_e2e] payload: {} ({} modules: {}) in {:?}",
         payload.kernel_package,
         payload.modules.len(),
-        payload
-            .modules
-            .iter()
-            .map(|m| m.name.as_str())
-            .collect::<Vec<_>>()
-            .join(" "),
+        payload.module_names(),
         t0.elapsed()
     );
 
@@ -226,7 +257,7 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
     let root = site.dir().join("root");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::copy(&payload.kernel, root.join("vmlinuz")).unwrap();
-    payload.write_initramfs(&root.join("initrd.img"));
+    payload.write_initramfs(&root.join("initrd.img")).unwrap();
     std::fs::copy(SNPONLY_EFI, root.join("snponly.efi")).unwrap();
     std::fs::copy(UNDIONLY_KPXE, root.join("undionly.kpxe")).unwrap();
 
@@ -250,7 +281,7 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
             "kernel": "vmlinuz", "initrd": "initrd.img",
             // `initrd=` names the image for the EFI stub (iPXE on UEFI); harmless under BIOS.
             "cmdline": format!("console=ttyS0,115200 panic=-1 initrd=initrd.img \
-                                ims_e2e_token={run_token} phone_home={{phone_home}}"),
+                                {TOKEN_ARG}={run_token} phone_home={{phone_home}}"),
         })),
     );
     control.call(
@@ -326,11 +357,11 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
     assert!(script.contains(&run_token), "{script}");
     eprintln!("[qemu_e2e] site ready after {:?}:\n{script}", t0.elapsed());
 
-    let lan = Lan::new(&site.client_ns, CLIENT_IF);
-    let _router = RouterAdvertiser::start(&site.server_ns, SERVER_IF);
+    let lan = Lan::new(&site.client_ns, CLIENT_IF).unwrap();
+    let _router = RouterAdvertiser::start(&site.server_ns, SERVER_IF).unwrap();
 
     // 1. BIOS: SeaBIOS + iPXE ROM → script → kernel + initramfs over HTTP → phone-home.
-    let mut vm = Qemu::start(&lan, Firmware::BiosIpxeRom, MAC, site.dir(), "bios-1");
+    let mut vm = start_vm(&lan, Firmware::BiosIpxeRom, accel, site.dir(), "bios-1");
     let marker = format!("{PHONE_HOME_OK} token={run_token}");
     let (seen, at) = vm
         .wait_console(&[&marker, INIT_FAILED], BIOS_BOOT_TIMEOUT)
@@ -401,7 +432,7 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
         edge_script(&site).filter(|s| s.contains("netboot is off"))
     });
     let before = timeline.len();
-    let mut vm = Qemu::start(&lan, Firmware::BiosIpxeRom, MAC, site.dir(), "bios-2");
+    let mut vm = start_vm(&lan, Firmware::BiosIpxeRom, accel, site.dir(), "bios-2");
     let (seen, at) = vm
         .wait_console(
             &[
@@ -455,7 +486,7 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
         edge_script(&site).filter(|s| s.contains("kernel "))
     });
     let before = control.timeline(id).len();
-    let mut vm = Qemu::start(&lan, Firmware::UefiPxe, MAC, site.dir(), "uefi");
+    let mut vm = start_vm(&lan, Firmware::UefiPxe, accel, site.dir(), "uefi");
     let started = Instant::now();
     let entries = loop {
         let t = control.timeline(id);

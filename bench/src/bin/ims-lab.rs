@@ -5,7 +5,12 @@
 //! ```text
 //! cargo run --release -p ims-bench --bin ims-lab -- --machines 50
 //! cargo run --release -p ims-bench --bin ims-lab -- --machines 500 --compare dnsmasq
+//! cargo run --release -p ims-bench --bin ims-lab -- --machines 3 --qemu 1
 //! ```
+//!
+//! With `--qemu K`, K of the N machines are real QEMU machines (SeaBIOS + iPXE ROM, a Debian
+//! kernel and a busybox initramfs that phones home; see `ims_bench::lab::qemu_lab`) and N−K
+//! stay simulated; N is raised to K when smaller.
 //!
 //! `netbootd` and `ims-control` are taken from next to this binary; under `cargo run` they are
 //! built first (same profile and target directory) unless `--no-build` is given. Ctrl-C
@@ -20,21 +25,31 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
+use ims_bench::lab::qemu::{Accel, find_tool};
+use ims_bench::lab::qemu_lab::QemuMachines;
 use ims_bench::lab::{self, FileSizes, LabConfig, LabError};
 
 /// A virtual edge site and boot-storm benchmark (run as root).
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// Simulated machines to register and boot.
+    /// Machines to register and boot (with --qemu K: K real QEMU machines and N−K simulated
+    /// ones; N is raised to K if smaller).
     #[arg(long, default_value_t = 50, value_name = "N")]
     machines: usize,
     /// Keep the site running after the boot until Ctrl-C (to look at the UI).
     #[arg(long)]
     keep: bool,
-    /// Boot K real QEMU machines instead of simulated ones (not implemented yet).
+    /// Boot K of the N machines as real QEMU machines (1–32; SeaBIOS + the NIC's iPXE ROM on
+    /// taps in the site's bridge, a Debian kernel and busybox initramfs fetched once with
+    /// `apt-get download` into target/<profile>/qemu-e2e-cache or $IMS_QEMU_E2E_CACHE). Needs
+    /// qemu-system-x86, ipxe-qemu, ipxe and ovmf. Serial consoles are in the lab's directory
+    /// (copied out with --keep).
     #[arg(long, value_name = "K")]
-    qemu: Option<u32>,
+    qemu: Option<usize>,
+    /// QEMU accelerator for --qemu: tcg (default; works everywhere) or kvm (needs /dev/kvm).
+    #[arg(long, default_value = "tcg", value_name = "ACCEL")]
+    accel: String,
     /// Also boot the machines (DHCP + TFTP) through another server and compare.
     #[arg(long, value_name = "SERVER")]
     compare: Option<Server>,
@@ -92,12 +107,6 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
-    if args.qemu.is_some() {
-        bail!(
-            "--qemu is not implemented yet: ims-lab boots simulated PXE machines only. \
-             The real-firmware path is covered by netboot/tests/qemu_e2e.rs; drop --qemu."
-        );
-    }
     if !nix::unistd::geteuid().is_root() {
         bail!("ims-lab creates network namespaces and raw sockets: run it as root (sudo)");
     }
@@ -118,13 +127,23 @@ fn run(args: &Args) -> anyhow::Result<()> {
     )?;
     let dnsmasq = match args.compare {
         Some(Server::Dnsmasq) => Some(
-            in_path("dnsmasq")
+            find_tool("dnsmasq")
+                .ok()
                 .context("--compare dnsmasq needs dnsmasq: apt-get install dnsmasq-base")?,
         ),
         None => None,
     };
+    let qemu = match args.qemu {
+        Some(count) => Some(QemuMachines {
+            count,
+            accel: Accel::parse(&args.accel).context("--accel")?,
+            cache_base: dir.to_path_buf(),
+        }),
+        None => None,
+    };
     let config = LabConfig {
-        machines: args.machines,
+        machines: args.machines.max(args.qemu.unwrap_or(0)),
+        qemu,
         keep: args.keep,
         dnsmasq,
         netbootd,
@@ -238,12 +257,4 @@ fn binary(given: Option<&Path>, dir: &Path, name: &str, package: &str) -> anyhow
         "{} not found: build it (cargo build --release -p {package}) or give --{name} PATH",
         path.display()
     )
-}
-
-fn in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }

@@ -29,7 +29,8 @@ pub const REST_PORT: u16 = 8000;
 pub const QUIC_PORT: u16 = 7443;
 /// The site, cluster and boot profile names the lab registers.
 pub const SITE: &str = "lab";
-const CLUSTER: &str = "lab-cluster";
+/// The cluster the lab's machines belong to.
+pub const CLUSTER: &str = "lab-cluster";
 const PROFILE: &str = "lab-uefi";
 
 /// The REST address.

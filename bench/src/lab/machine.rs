@@ -63,6 +63,9 @@ pub struct Outcome {
     pub phoned_at: Option<Instant>,
     /// The leased address.
     pub ip: Option<Ipv4Addr>,
+    /// Booted by a real QEMU machine (`ims-lab --qemu`): a phase it does not go through (TFTP,
+    /// with the NIC's iPXE ROM) is `None` and not a failure.
+    pub qemu: bool,
 }
 
 fn record(progress: &Progress, phase: Phase, r: &Result<Duration, String>) {

@@ -4,7 +4,9 @@
 //! directory ([`control`]), registers the machines over REST, enrols and starts `netbootd`
 //! ([`edge`]), and boots every machine as PXE firmware would ([`machine`], [`pxe_dhcp`]):
 //! DHCP, TFTP of the boot file, the iPXE script, kernel and initrd over HTTP, phone-home; then
-//! it waits until the REST API shows every machine `ACTIVE`. With `compare_dnsmasq` the same
+//! it waits until the REST API shows every machine `ACTIVE`. With [`LabConfig::qemu`], some of
+//! the machines are real QEMU machines on taps in the site's bridge ([`qemu_lab`], on top of
+//! [`qemu`], which the real-firmware e2e test shares). With `compare_dnsmasq` the same
 //! machines also fetch their boot file once through netbootd and once through dnsmasq (in the
 //! same edge namespace, after netbootd stopped), with each server's CPU time and peak RSS
 //! ([`compare`]). [`progress`] draws the bars and the final table.
@@ -25,6 +27,8 @@ pub mod netns;
 pub mod procs;
 pub mod progress;
 pub mod pxe_dhcp;
+pub mod qemu;
+pub mod qemu_lab;
 mod worker;
 
 use std::io::{IsTerminal, Write};
@@ -56,13 +60,19 @@ pub enum LabError {
     /// SIGINT or SIGTERM.
     #[error("interrupted")]
     Interrupted,
+    /// Preparing or running a QEMU machine failed (`--qemu`).
+    #[error("QEMU machines: {0}")]
+    Qemu(#[from] qemu::QemuError),
 }
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct LabConfig {
-    /// Simulated machines.
+    /// Machines in all: simulated ones, and [`LabConfig::qemu`]'s count of real QEMU machines
+    /// among them.
     pub machines: usize,
+    /// Boot this many of the machines as real QEMU machines ([`qemu_lab`]).
+    pub qemu: Option<qemu_lab::QemuMachines>,
     /// Keep the site running after the boot until cancelled.
     pub keep: bool,
     /// Also boot the machines through dnsmasq and compare (needs `dnsmasq`).
@@ -184,17 +194,61 @@ pub fn run(
             let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("ims-lab-{pid}")));
         }
     }
+    if let Some(q) = &config.qemu
+        && (q.count == 0 || q.count > 32 || q.count > config.machines)
+    {
+        return Err(LabError::Setup(
+            "--qemu K must be 1–32 and at most --machines".to_owned(),
+        ));
+    }
     let dir = std::env::temp_dir().join(format!("ims-lab-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)
         .map_err(|e| LabError::Setup(format!("create {}: {e}", dir.display())))?;
     let tmp = TempDir(dir.clone());
+    if let Some(q) = &config.qemu {
+        // Here, in the host's namespace: `apt-get download` needs the mirror.
+        let _ = writeln!(
+            out,
+            "ims-lab: preparing {} QEMU machine(s) (kernel and busybox from Debian, cached)",
+            q.count
+        );
+        let line = qemu_lab::prepare(&dir.join("root"), &q.cache_base)?;
+        let _ = writeln!(out, "{line}");
+    }
     let site = netns::Site::create()?;
     let password = control::generate_password()?;
     let result = run_in_site(config, &site, &tmp.0, &password, cancel, out);
     drop(site);
+    if config.keep && config.qemu.is_some() {
+        keep_consoles(&dir.join("qemu"), out);
+    }
     drop(tmp);
     result
+}
+
+/// `--keep` with `--qemu`: copy the serial consoles out of the temporary directory before it
+/// is removed, to `$TMPDIR/ims-lab-<pid>-consoles`.
+fn keep_consoles(from: &Path, out: &mut dyn Write) {
+    let to = std::env::temp_dir().join(format!("ims-lab-{}-consoles", std::process::id()));
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return;
+    };
+    if std::fs::create_dir_all(&to).is_err() {
+        return;
+    }
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        if let Some(name) = path.file_name()
+            && path.to_string_lossy().ends_with(".log")
+        {
+            let _ = std::fs::copy(&path, to.join(name));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "ims-lab: --keep: QEMU consoles kept in {}",
+        to.display()
+    );
 }
 
 fn run_in_site(
@@ -209,10 +263,15 @@ fn run_in_site(
         .map_err(|e| LabError::Setup(format!("UI forwarder on 127.0.0.1: {e}")))?;
     let _ = writeln!(
         out,
-        "ims-lab: {} machines on a virtual edge site (namespaces {}, {}, {})\n  \
+        "ims-lab: {} machines{} on a virtual edge site (namespaces {}, {}, {})\n  \
          UI:    http://{}/   (inside the site: http://{}/)\n  \
          login: admin / {password}\n  files: {}",
         config.machines,
+        config.qemu.as_ref().map_or_else(String::new, |q| format!(
+            " ({} real QEMU, {} simulated)",
+            q.count,
+            config.machines - q.count
+        )),
         site.site_ns,
         site.edge_ns,
         site.client_ns,

@@ -61,6 +61,7 @@ pub struct Progress {
     total: u64,
     done: [AtomicU64; 6],
     failed: [AtomicU64; 6],
+    skipped: [AtomicU64; 6],
 }
 
 impl Progress {
@@ -70,6 +71,7 @@ impl Progress {
             total,
             done: Default::default(),
             failed: Default::default(),
+            skipped: Default::default(),
         }
     }
 
@@ -82,6 +84,17 @@ impl Progress {
     pub fn finish(&self, phase: Phase, ok: bool) {
         let slot = if ok { &self.done } else { &self.failed };
         slot[phase.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One machine does not go through `phase` (a QEMU machine's iPXE ROM fetches no boot file
+    /// over TFTP): its bar counts one machine fewer.
+    pub fn skip(&self, phase: Phase) {
+        self.skipped[phase.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Machines that do not go through `phase` (see [`Progress::skip`]).
+    pub fn skipped(&self, phase: Phase) -> u64 {
+        self.skipped[phase.index()].load(Ordering::Relaxed)
     }
 
     /// Set the done count of `phase` (for phases observed from outside, such as ACTIVE).
@@ -102,6 +115,7 @@ impl Progress {
         for p in PHASES.iter().skip(1) {
             self.done[p.index()].store(0, Ordering::Relaxed);
             self.failed[p.index()].store(0, Ordering::Relaxed);
+            self.skipped[p.index()].store(0, Ordering::Relaxed);
         }
     }
 }
@@ -115,19 +129,18 @@ pub fn render(p: &Progress, phases: &[Phase], elapsed: Duration) -> String {
     }
     for &phase in phases {
         let (done, failed) = p.get(phase);
-        let total = p.total().max(1);
-        let filled = ((done + failed) * width / total).min(width);
+        let skipped = p.skipped(phase);
+        let of = p.total().saturating_sub(skipped);
+        let filled = ((done + failed) * width / of.max(1)).min(width);
         let bar: String = (0..width)
             .map(|i| if i < filled { '#' } else { '.' })
             .collect();
-        let _ = write!(
-            out,
-            "  {:<10} [{bar}] {done:>5}/{} ok",
-            phase.label(),
-            p.total()
-        );
+        let _ = write!(out, "  {:<10} [{bar}] {done:>5}/{of} ok", phase.label(),);
         if failed > 0 {
             let _ = write!(out, ", {failed} failed");
+        }
+        if skipped > 0 {
+            let _ = write!(out, " ({skipped} not applicable)");
         }
         out.push('\n');
     }
@@ -192,6 +205,10 @@ mod tests {
         assert!(text.contains("2/4 ok, 1 failed"), "{text}");
         assert!(text.contains(&"#".repeat(30)), "{text}");
         assert_eq!(render(&p, &[], Duration::from_secs(1)), "");
+        p.skip(Phase::Tftp);
+        p.finish(Phase::Tftp, true);
+        let text = render(&p, &[Phase::Tftp], Duration::from_secs(1));
+        assert!(text.contains("1/3 ok (1 not applicable)"), "{text}");
         let row = Row::new(
             "DHCP",
             &[Duration::from_millis(10), Duration::from_millis(30)],

@@ -20,7 +20,7 @@ use super::netns::{self, CLIENT_IF, EDGE_IP};
 use super::procs::Child;
 use super::progress::{self, Phase, Progress, Row};
 use super::pxe_dhcp::{ARCH_UEFI_X64, Dhcp};
-use super::{LabConfig, LabError, Screen, boot_phases, machine_macs};
+use super::{LabConfig, LabError, Screen, boot_phases, machine_macs, qemu_lab};
 
 /// The thread that polls for ACTIVE machines: when each MAC (lower-case) was first seen.
 type ActiveWatcher = std::thread::JoinHandle<Result<BTreeMap<String, Instant>, LabError>>;
@@ -71,7 +71,9 @@ impl Job {
             .build()
             .map_err(|e| LabError::Setup(format!("tokio runtime: {e}")))?;
         let cfg = &self.config;
-        let macs = machine_macs(cfg.machines, cfg.scatter_macs);
+        let qemu_count = cfg.qemu.as_ref().map_or(0, |q| q.count);
+        let macs = machine_macs(cfg.machines - qemu_count, cfg.scatter_macs);
+        let run_token = format!("ims-lab-{}", std::process::id());
         let root = self.dir.join("root");
         edge::write_root(&root, cfg.sizes)?;
 
@@ -100,10 +102,13 @@ impl Job {
         self.screen.bars(&[Phase::Register]);
         let t = Instant::now();
         rest.register(&macs, |_| self.progress.finish(Phase::Register, true))?;
+        let qemu_ids = qemu_lab::register(&mut rest, qemu_count, &run_token, || {
+            self.progress.finish(Phase::Register, true);
+        })?;
         let register_time = t.elapsed();
         self.screen.say(format!(
-            "registered site, pool, boot profile, cluster and {} machines in {:.1} s",
-            macs.len(),
+            "registered site, pool, boot profile(s), cluster and {} machines in {:.1} s",
+            macs.len() + qemu_ids.len(),
             register_time.as_secs_f64()
         ));
 
@@ -112,7 +117,8 @@ impl Job {
         let config = edge::enroll(&cfg.netbootd, &self.edge_ns, &self.dir, &root, &token)?;
         let mut netbootd = edge::start_netbootd(&cfg.netbootd, &self.edge_ns, &config, &self.dir)?;
         let t = Instant::now();
-        self.wait_snapshot(&mut netbootd, macs[macs.len() - 1])?;
+        let last = macs.last().copied().unwrap_or(qemu_lab::qemu_mac(0));
+        self.wait_snapshot(&mut netbootd, last)?;
         self.screen.say(format!(
             "netbootd enrolled and serving the control plane's snapshot after {:.1} s (pid {})",
             t.elapsed().as_secs_f64(),
@@ -138,13 +144,49 @@ impl Job {
         let watch_stop = Arc::new(AtomicBool::new(false));
         let watcher = self.watch_active(Arc::clone(&watch_stop))?;
         let start = Instant::now();
-        let outcomes = self.round(
-            &rt,
-            &dhcp,
-            &macs,
-            xid_base.wrapping_add(1 << 20),
-            Until::PhoneHome,
-        );
+        let mut fleet = match &cfg.qemu {
+            Some(q) => {
+                let dir = self.dir.join("qemu");
+                let fleet = qemu_lab::Fleet::start(
+                    &self.site_ns,
+                    "br0",
+                    &qemu_ids,
+                    q.accel,
+                    &dir,
+                    &run_token,
+                )?;
+                self.screen.say(format!(
+                    "{} QEMU machine(s) booting ({}, SeaBIOS + iPXE ROM; pids {:?}); serial consoles: {}/qemu-*.serial.log",
+                    qemu_ids.len(),
+                    q.accel.name(),
+                    fleet.pids(),
+                    dir.display()
+                ));
+                Some(fleet)
+            }
+            None => None,
+        };
+        let deadline = start + cfg.max_time;
+        let (outcomes, qemu_outcomes) = std::thread::scope(|scope| {
+            let qemu = fleet.as_mut().map(|f| {
+                scope.spawn(|| f.watch(&self.password, &self.progress, deadline, &self.cancel))
+            });
+            let outcomes = self.round(
+                &rt,
+                &dhcp,
+                &macs,
+                xid_base.wrapping_add(1 << 20),
+                Until::PhoneHome,
+            );
+            let qemu_outcomes = qemu
+                .map(|h| h.join().unwrap_or_default())
+                .unwrap_or_default();
+            (outcomes, qemu_outcomes)
+        });
+        let outcomes = outcomes.map(|mut o| {
+            o.extend(qemu_outcomes);
+            o
+        });
         let phoned = outcomes
             .as_ref()
             .map(|o| o.iter().filter(|o| o.phoned_at.is_some()).count())
@@ -379,7 +421,12 @@ fn boot_table(
             .iter()
             .filter_map(|o| phase_results(o)[i]?.as_ref().ok().copied())
             .collect();
-        rows.push(Row::new(label, &ok, n - ok.len()));
+        // A QEMU machine's phase it does not go through (TFTP) is not a failure.
+        let applicable = outcomes
+            .iter()
+            .filter(|o| !o.qemu || phase_results(o)[i].is_some() || i != 1)
+            .count();
+        rows.push(Row::new(label, &ok, applicable - ok.len()));
     }
     let to_active: Vec<Duration> = outcomes
         .iter()
@@ -395,6 +442,33 @@ fn boot_table(
         total.as_secs_f64()
     );
     text.push_str(&progress::table(&rows));
+    let qemu: Vec<&Outcome> = outcomes.iter().filter(|o| o.qemu).collect();
+    if !qemu.is_empty() {
+        let ms = |r: Option<&Result<Duration, String>>| match r {
+            Some(Ok(d)) => format!("{:.1} s", d.as_secs_f64()),
+            Some(Err(_)) => "failed".to_owned(),
+            None => "—".to_owned(),
+        };
+        text.push_str(&format!(
+            "  of which {} real QEMU machine(s) (timeline over REST; no TFTP: the iPXE ROM \
+             fetches its script over HTTP):\n",
+            qemu.len()
+        ));
+        for o in qemu {
+            let mac = o.mac.map(|m| m.to_string()).unwrap_or_default();
+            let active = o.mac.and_then(|m| {
+                let at = active.get(&m.to_string().to_ascii_lowercase())?;
+                Some(at.saturating_duration_since(o.phoned_at?))
+            });
+            text.push_str(&format!(
+                "    {mac}: DHCP {} (from power-on), TFTP —, HTTP {}, phone-home {}, ACTIVE {}\n",
+                ms(o.dhcp.as_ref()),
+                ms(o.http.as_ref()),
+                ms(o.phone_home.as_ref()),
+                active.map_or_else(|| "—".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()))
+            ));
+        }
+    }
     for (e, count) in failures(outcomes) {
         text.push_str(&format!("  failure ×{count}: {e}\n"));
     }

@@ -13,8 +13,8 @@
 //! - [`tftp`]: a boot-file lab (served root, addressed client, forced TFTP driver) and the real
 //!   TFTP clients (tftp-hpa, atftp, curl); [`tftp_wire`]: our own small TFTP client for the
 //!   requests real clients cannot make.
-//! - [`qemu`]: real firmware: QEMU machines (SeaBIOS + iPXE ROM, OVMF) on a tap in a bridge;
-//!   [`payload`]: the boot payload they load (Debian kernel, busybox initramfs built at test time).
+//! - Real firmware (QEMU machines, their boot payload) lives in the bench crate's library,
+//!   `ims_bench::lab::qemu`, shared with `ims-lab --qemu`.
 //!
 //! Everything waits with a bound; nothing touches the root namespace's network or files other
 //! than `/etc/netns/<our namespace>/` (which `ip netns exec` bind-mounts over `/etc`).
@@ -28,8 +28,6 @@ pub(crate) mod dhcp;
 pub(crate) mod http;
 pub(crate) mod netns;
 pub(crate) mod observe;
-pub(crate) mod payload;
-pub(crate) mod qemu;
 pub(crate) mod site;
 pub(crate) mod tftp;
 pub(crate) mod tftp_wire;

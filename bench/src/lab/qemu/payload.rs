@@ -1,102 +1,121 @@
-//! The boot payload of the QEMU tests ([`super::qemu`]): a Debian cloud kernel and
+//! The boot payload of the QEMU machines ([`super::vm`]): a Debian cloud kernel and
 //! `busybox-static`, fetched with `apt-get download` and unpacked with `dpkg-deb -x` into a cache
 //! directory (kept between runs), the virtio-net driver modules with their dependencies (read
 //! from each module's `.modinfo`, decompressed if the package ships `.ko.xz`/`.ko.zst`/`.ko.gz`),
 //! and [`Payload::write_initramfs`]: a `newc` cpio written here (no `cpio` tool needed) whose
 //! `/init` loads the modules, gets an address with udhcpc, POSTs to the `phone_home=` URL from
 //! the kernel command line, prints a marker with the run's token and powers off.
+//!
+//! Used by `ims-lab --qemu` and by the real-firmware e2e test (`netboot/tests/qemu_e2e.rs`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use super::{run, tool};
+use super::{QemuError, find_tool, io_error, run_tool};
 
 /// The kernel flavour's meta package: it names the current versioned image package.
-pub(crate) const KERNEL_META: &str = "linux-image-cloud-amd64";
+pub const KERNEL_META: &str = "linux-image-cloud-amd64";
 /// The kernel modules the virtio NIC needs (their dependencies are added).
-pub(crate) const NIC_MODULES: [&str; 2] = ["virtio_pci", "virtio_net"];
+pub const NIC_MODULES: [&str; 2] = ["virtio_pci", "virtio_net"];
 /// The marker the initramfs prints after a successful phone-home.
-pub(crate) const PHONE_HOME_OK: &str = "IMS-E2E phone-home ok";
+pub const PHONE_HOME_OK: &str = "IMS-E2E phone-home ok";
 /// The marker the initramfs prints when a step failed.
-pub(crate) const INIT_FAILED: &str = "IMS-E2E failed:";
+pub const INIT_FAILED: &str = "IMS-E2E failed:";
+/// The kernel command-line key whose value the initramfs sends as `token` in its phone-home.
+pub const TOKEN_ARG: &str = "ims_e2e_token";
 
 const CMD_TIMEOUT: Duration = Duration::from_secs(20);
 const APT_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Where downloaded packages are unpacked: `IMS_QEMU_E2E_CACHE`, else `qemu-e2e-cache` next to
-/// the test binaries (`target/debug/qemu-e2e-cache`), kept between runs.
-pub(crate) fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("IMS_QEMU_E2E_CACHE") {
-        return PathBuf::from(dir);
-    }
-    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
-    exe.parent()
-        .and_then(Path::parent)
-        .map_or_else(std::env::temp_dir, Path::to_path_buf)
-        .join("qemu-e2e-cache")
+/// Where downloaded packages are unpacked: `IMS_QEMU_E2E_CACHE` if set, else
+/// `<base>/qemu-e2e-cache` (kept between runs).
+pub fn cache_dir(base: &Path) -> PathBuf {
+    std::env::var_os("IMS_QEMU_E2E_CACHE")
+        .map_or_else(|| base.join("qemu-e2e-cache"), PathBuf::from)
 }
 
 /// One kernel module for the initramfs: its name and its (decompressed) bytes.
 #[derive(Debug)]
-pub(crate) struct Module {
+pub struct Module {
     /// Module name (`virtio_net`).
-    pub(crate) name: String,
+    pub name: String,
     /// The `.ko` file.
-    pub(crate) bytes: Vec<u8>,
+    pub bytes: Vec<u8>,
 }
 
 /// The boot payload: kernel, static busybox and the NIC's modules in load order.
 #[derive(Debug)]
-pub(crate) struct Payload {
+pub struct Payload {
     /// The kernel package used (`linux-image-6.1.0-…-cloud-amd64`).
-    pub(crate) kernel_package: String,
+    pub kernel_package: String,
     /// The bzImage.
-    pub(crate) kernel: PathBuf,
+    pub kernel: PathBuf,
     /// A statically linked busybox.
-    pub(crate) busybox: PathBuf,
+    pub busybox: PathBuf,
     /// Modules to `insmod`, dependencies first (built-in ones are left out).
-    pub(crate) modules: Vec<Module>,
+    pub modules: Vec<Module>,
 }
 
 impl Payload {
     /// Fetch (once, into `cache`) and unpack the kernel and busybox-static packages, and collect
-    /// the NIC's modules.
-    pub(crate) fn prepare(cache: &Path) -> Self {
-        std::fs::create_dir_all(cache)
-            .unwrap_or_else(|e| panic!("create cache dir {}: {e}", cache.display()));
-        let kernel_package =
-            std::env::var("IMS_QEMU_E2E_KERNEL_PKG").unwrap_or_else(|_| current_kernel_package());
-        let kernel_root = unpacked(cache, &kernel_package);
-        let busybox_root = unpacked(cache, "busybox-static");
+    /// the NIC's modules. `IMS_QEMU_E2E_KERNEL_PKG` names another kernel package.
+    ///
+    /// # Errors
+    /// No Debian mirror (and no `.deb` in `<cache>/debs`), a failed unpack, a kernel without
+    /// the virtio NIC's modules, or a file that cannot be read or written.
+    pub fn prepare(cache: &Path) -> Result<Self, QemuError> {
+        std::fs::create_dir_all(cache).map_err(io_error("create cache dir", cache))?;
+        let kernel_package = match std::env::var("IMS_QEMU_E2E_KERNEL_PKG") {
+            Ok(p) => p,
+            Err(_) => current_kernel_package()?,
+        };
+        let kernel_root = unpacked(cache, &kernel_package)?;
+        let busybox_root = unpacked(cache, "busybox-static")?;
         let busybox = busybox_root.join("bin/busybox");
-        assert!(
-            busybox.is_file(),
-            "busybox-static has no bin/busybox under {}",
-            busybox_root.display()
-        );
-        let kernel = first_entry(&kernel_root.join("boot"), "vmlinuz-").unwrap_or_else(|| {
-            panic!(
+        if !busybox.is_file() {
+            return Err(QemuError::Payload(format!(
+                "busybox-static has no bin/busybox under {} (remove that directory to unpack \
+                 it again)",
+                busybox_root.display()
+            )));
+        }
+        let kernel = first_entry(&kernel_root.join("boot"), "vmlinuz-").ok_or_else(|| {
+            QemuError::Payload(format!(
                 "{kernel_package} has no boot/vmlinuz-* under {}",
                 kernel_root.display()
-            )
-        });
-        let modules_dir = first_entry(&kernel_root.join("lib/modules"), "")
-            .unwrap_or_else(|| panic!("{kernel_package} has no lib/modules/<version> directory"));
-        let modules = nic_modules(&modules_dir, &NIC_MODULES);
-        Self {
+            ))
+        })?;
+        let modules_dir = first_entry(&kernel_root.join("lib/modules"), "").ok_or_else(|| {
+            QemuError::Payload(format!(
+                "{kernel_package} has no lib/modules/<version> directory"
+            ))
+        })?;
+        let modules = nic_modules(&modules_dir, &NIC_MODULES)?;
+        Ok(Self {
             kernel_package,
             kernel,
             busybox,
             modules,
-        }
+        })
+    }
+
+    /// The names of [`Payload::modules`], space-separated (for messages).
+    pub fn module_names(&self) -> String {
+        self.modules
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// Write the initramfs (an uncompressed `newc` cpio) to `dest`.
-    pub(crate) fn write_initramfs(&self, dest: &Path) {
-        let busybox = std::fs::read(&self.busybox)
-            .unwrap_or_else(|e| panic!("read {}: {e}", self.busybox.display()));
+    ///
+    /// # Errors
+    /// busybox cannot be read or `dest` written.
+    pub fn write_initramfs(&self, dest: &Path) -> Result<(), QemuError> {
+        let busybox = std::fs::read(&self.busybox).map_err(io_error("read", &self.busybox))?;
         let mut cpio = Cpio::default();
         for dir in [
             "bin",
@@ -121,8 +140,7 @@ impl Payload {
         }
         cpio.file("bin/udhcpc-script", 0o755, UDHCPC_SCRIPT.as_bytes());
         cpio.file("init", 0o755, init_script(insmod.trim()).as_bytes());
-        std::fs::write(dest, cpio.finish())
-            .unwrap_or_else(|e| panic!("write {}: {e}", dest.display()));
+        std::fs::write(dest, cpio.finish()).map_err(io_error("write", dest))
     }
 }
 
@@ -145,7 +163,7 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
 fail() {{ echo "{INIT_FAILED} $*"; poweroff -f; }}
-token=$(sed -n 's/.*ims_e2e_token=\([^ ]*\).*/\1/p' /proc/cmdline)
+token=$(sed -n 's/.*{TOKEN_ARG}=\([^ ]*\).*/\1/p' /proc/cmdline)
 url=$(sed -n 's/.*phone_home=\([^ ]*\).*/\1/p' /proc/cmdline)
 echo "IMS-E2E init: token=$token phone_home=$url"
 for m in {modules}; do
@@ -170,63 +188,65 @@ poweroff -f
 }
 
 /// The versioned package `linux-image-cloud-amd64` depends on.
-fn current_kernel_package() -> String {
-    let out = run(
-        Command::new(tool("apt-cache")).args(["depends", KERNEL_META]),
+fn current_kernel_package() -> Result<String, QemuError> {
+    let out = run_tool(
+        Command::new(find_tool("apt-cache")?).args(["depends", KERNEL_META]),
         CMD_TIMEOUT,
-    );
-    out.stdout
-        .lines()
+    )?;
+    out.lines()
         .find_map(|l| {
             let dep = l.trim().strip_prefix("Depends:")?.trim();
             dep.starts_with("linux-image-").then(|| dep.to_owned())
         })
-        .unwrap_or_else(|| {
-            panic!(
+        .ok_or_else(|| {
+            QemuError::Payload(format!(
                 "cannot tell which kernel package {KERNEL_META} stands for (run `apt-get update`; \
                  or set IMS_QEMU_E2E_KERNEL_PKG=linux-image-<version>-cloud-amd64):\n{out}"
-            )
+            ))
         })
 }
 
 /// `<cache>/<package>`: the package unpacked with `dpkg-deb -x`, downloaded first if needed.
-fn unpacked(cache: &Path, package: &str) -> PathBuf {
+fn unpacked(cache: &Path, package: &str) -> Result<PathBuf, QemuError> {
     let root = cache.join(package);
     let done = cache.join(format!("{package}.unpacked"));
     if done.is_file() && root.is_dir() {
-        return root;
+        return Ok(root);
     }
     let debs = cache.join("debs");
-    std::fs::create_dir_all(&debs).unwrap_or_else(|e| panic!("create {}: {e}", debs.display()));
+    std::fs::create_dir_all(&debs).map_err(io_error("create", &debs))?;
     let prefix = format!("{package}_");
-    let deb = first_entry(&debs, &prefix).unwrap_or_else(|| {
-        let out = run(
-            Command::new(tool("apt-get"))
-                .args(["download", package])
-                .current_dir(&debs),
-            APT_TIMEOUT,
-        );
-        assert!(
-            out.success(),
-            "`apt-get download {package}` failed (the test needs a Debian mirror, or the .deb \
-             placed in {}):\n{out}",
-            debs.display()
-        );
-        first_entry(&debs, &prefix)
-            .unwrap_or_else(|| panic!("apt-get download {package} left no .deb:\n{out}"))
-    });
+    let deb = match first_entry(&debs, &prefix) {
+        Some(deb) => deb,
+        None => {
+            let out = run_tool(
+                Command::new(find_tool("apt-get")?)
+                    .args(["download", package])
+                    .current_dir(&debs),
+                APT_TIMEOUT,
+            )
+            .map_err(|e| {
+                QemuError::Payload(format!(
+                    "`apt-get download {package}` failed (this needs a Debian mirror, or the \
+                     .deb placed in {}): {e}",
+                    debs.display()
+                ))
+            })?;
+            first_entry(&debs, &prefix).ok_or_else(|| {
+                QemuError::Payload(format!("apt-get download {package} left no .deb:\n{out}"))
+            })?
+        }
+    };
     let _ = std::fs::remove_dir_all(&root);
-    run(
-        Command::new(tool("dpkg-deb"))
+    run_tool(
+        Command::new(find_tool("dpkg-deb")?)
             .arg("-x")
             .arg(&deb)
             .arg(&root),
         APT_TIMEOUT,
-    )
-    .check();
-    std::fs::write(&done, deb.display().to_string())
-        .unwrap_or_else(|e| panic!("write {}: {e}", done.display()));
-    root
+    )?;
+    std::fs::write(&done, deb.display().to_string()).map_err(io_error("write", &done))?;
+    Ok(root)
 }
 
 /// The first entry (by name) of `dir` whose name starts with `prefix`.
@@ -252,7 +272,7 @@ fn module_name(file_name: &str) -> Option<String> {
 
 /// The modules `wanted` needs from `modules_dir` (`lib/modules/<version>`), dependencies
 /// first; built-in modules are left out.
-fn nic_modules(modules_dir: &Path, wanted: &[&str]) -> Vec<Module> {
+fn nic_modules(modules_dir: &Path, wanted: &[&str]) -> Result<Vec<Module>, QemuError> {
     let mut files = std::collections::BTreeMap::new();
     let mut stack = vec![modules_dir.join("kernel")];
     while let Some(dir) = stack.pop() {
@@ -279,9 +299,9 @@ fn nic_modules(modules_dir: &Path, wanted: &[&str]) -> Vec<Module> {
     let mut out: Vec<Module> = Vec::new();
     let mut visiting = Vec::new();
     for name in wanted {
-        add_module(name, &files, &builtin, &mut out, &mut visiting);
+        add_module(name, &files, &builtin, &mut out, &mut visiting)?;
     }
-    out
+    Ok(out)
 }
 
 fn add_module(
@@ -290,33 +310,34 @@ fn add_module(
     builtin: &[String],
     out: &mut Vec<Module>,
     visiting: &mut Vec<String>,
-) {
+) -> Result<(), QemuError> {
     if out.iter().any(|m| m.name == name)
         || builtin.iter().any(|b| b == name)
         || visiting.iter().any(|v| v == name)
     {
-        return;
+        return Ok(());
     }
-    let path = files.get(name).unwrap_or_else(|| {
-        panic!(
+    let path = files.get(name).ok_or_else(|| {
+        QemuError::Payload(format!(
             "kernel module {name} is neither a module nor built in: this kernel cannot drive \
-             the test's virtio NIC"
-        )
-    });
-    let bytes = decompressed(path);
+             the virtio NIC (set IMS_QEMU_E2E_KERNEL_PKG to another kernel package)"
+        ))
+    })?;
+    let bytes = decompressed(path)?;
     visiting.push(name.to_owned());
     for dep in depends(&bytes) {
-        add_module(&dep, files, builtin, out, visiting);
+        add_module(&dep, files, builtin, out, visiting)?;
     }
     visiting.pop();
     out.push(Module {
         name: name.to_owned(),
         bytes,
     });
+    Ok(())
 }
 
 /// A module file's bytes, decompressed with `xz`, `zstd` or `gzip` when it is compressed.
-fn decompressed(path: &Path) -> Vec<u8> {
+fn decompressed(path: &Path) -> Result<Vec<u8>, QemuError> {
     let name = path.to_string_lossy();
     let (tool_name, package) = if name.ends_with(".ko.xz") {
         ("xz", "xz-utils")
@@ -325,22 +346,24 @@ fn decompressed(path: &Path) -> Vec<u8> {
     } else if name.ends_with(".ko.gz") {
         ("gzip", "gzip")
     } else {
-        return std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        return std::fs::read(path).map_err(io_error("read", path));
     };
-    let out = Command::new(tool(tool_name))
+    let program = find_tool(tool_name).map_err(|_| {
+        QemuError::Missing(format!("{tool_name} (Debian package {package}) for {name}"))
+    })?;
+    let out = Command::new(program)
         .arg("-dc")
         .arg(path)
-        .stderr(Stdio::piped())
+        .stdin(std::process::Stdio::null())
         .output()
-        .unwrap_or_else(|e| {
-            panic!("`{tool_name} -dc` for {name}: {e} (install Debian package {package})")
-        });
-    assert!(
-        out.status.success(),
-        "`{tool_name} -dc {name}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+        .map_err(io_error("decompress", path))?;
+    if !out.status.success() {
+        return Err(QemuError::Payload(format!(
+            "`{tool_name} -dc {name}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(out.stdout)
 }
 
 /// The `depends=` list of a module's `.modinfo` section.
@@ -423,6 +446,7 @@ impl Cpio {
         self.buf
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::{Cpio, depends, module_name};
