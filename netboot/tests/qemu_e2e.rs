@@ -505,15 +505,19 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
         std::thread::sleep(Duration::from_millis(250));
     };
     let uefi_tftp_time = vm.elapsed();
-    // OVMF probes the size first (tsize) and aborts that transfer with a TFTP error once it
-    // has the OACK; the edge reports it as a failed transfer, which the control plane turns
-    // into ERROR until the machine phones home. Shown, not asserted (see the report).
+    // OVMF probes the size first (tsize) and ends that transfer with ERROR 8 once it has the
+    // OACK: a size query, not a failure, so no failed transfer and no ERROR status.
     let m = control.call("GET", &format!("/api/machines/{id}"), None);
-    eprintln!(
-        "[qemu_e2e] machine status after OVMF's TFTP: {}",
-        m["status"]
+    assert_ne!(
+        m["status"], "ERROR",
+        "OVMF's tsize probe marked the machine: {m}"
     );
     let new = &entries[before..];
+    assert!(
+        !new.iter().any(|(k, _, _)| k == "transfer_failed"),
+        "OVMF's boot shows a failed transfer:\n{}",
+        show(new)
+    );
     let tftp: Vec<&Value> = new
         .iter()
         .filter(|(k, m, _)| k == "transfer_started" && m.contains("TFTP transfer of snponly.efi"))
@@ -538,8 +542,10 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
         new.iter().any(|(k, _, d)| k == "transfer_completed"
             && d["type"] == "TftpCompleted"
             && d["path"] == "snponly.efi"
-            && d["bytes"] == size),
-        "UEFI: snponly.efi ({size} bytes) was not delivered whole:\n{}",
+            && d["bytes"] == size
+            && d["blksize"] == 1468
+            && d["windowsize"] == 4),
+        "UEFI: snponly.efi ({size} bytes) was not delivered whole at blksize 1468, window 4:\n{}",
         show(new)
     );
 
