@@ -46,6 +46,9 @@ setup_postgres() {
 # the advisory database cannot be fetched here. CI installs cargo-deny and sets DENY_REQUIRED=1.
 if command -v cargo-deny >/dev/null 2>&1; then
     step "cargo deny --offline check licenses bans sources"
+    # cargo-deny reads the whole lock file (every platform's crates): fetch them first, since
+    # --offline also keeps its `cargo metadata` from downloading.
+    cargo fetch --locked --quiet
     cargo deny --offline check licenses bans sources
 elif [ "${DENY_REQUIRED:-0}" = 1 ]; then
     echo "cargo-deny is required (DENY_REQUIRED=1) but not installed: cargo install --locked cargo-deny" >&2
