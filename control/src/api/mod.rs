@@ -139,11 +139,12 @@ pub fn router(state: AppState) -> Router {
     crate::security::harden(router).with_state(state)
 }
 
-/// What the server runs: [`router`] and the web UI ([`crate::ui::router`]) behind
-/// trailing-slash normalisation.
+/// What the server runs: [`router`] and the web UI ([`crate::ui::router`]), both with the
+/// body limit and security headers of [`crate::security`], behind trailing-slash normalisation.
 #[must_use]
 pub fn app(state: AppState) -> NormalizePath<Router> {
-    NormalizePathLayer::trim_trailing_slash().layer(crate::ui::router().merge(router(state)))
+    let ui = crate::security::harden(crate::ui::router());
+    NormalizePathLayer::trim_trailing_slash().layer(ui.merge(router(state)))
 }
 
 /// axum answers an unsupported method with a bare 405; give it a problem body (keeping `Allow`).
