@@ -277,14 +277,7 @@ pub async fn evaluate(db: &Db, now: i64) -> Result<Pass, StoreError> {
     let cloud = cloud_settings(db).await?;
     let mut tx = db.begin_write().await?;
     // The lock row: concurrent passes on other replicas wait here until this one commits.
-    sqlx::query(
-        "INSERT INTO settings (key, value) VALUES ($1, $2) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )
-    .bind(SCAN_LOCK_KEY)
-    .bind(now.to_string())
-    .execute(&mut *tx)
-    .await?;
+    crate::o2ims::put_setting(&mut tx, SCAN_LOCK_KEY, &now.to_string()).await?;
     let open = alarms::open_on(&mut tx).await?;
     let latches: BTreeSet<String> = sqlx::query_as::<_, (String,)>(
         "SELECT latch_key FROM o2ims_alarms WHERE latch_key IS NOT NULL",
