@@ -657,8 +657,8 @@ async fn notifications(app: &TestApp) {
     let db = &app.state.db;
     seed(app).await;
     let m = create_machine(app, "n-1", "02:00:00:00:03:01").await;
-    let (cb, url, server) = Callback::start().await;
-    let (cb2, url2, server2) = Callback::start().await;
+    let (cb, url, server) = Callback::start(0).await;
+    let (cb2, url2, server2) = Callback::start(0).await;
     let all = subscribe(
         app,
         json!({"callback": url, "consumerSubscriptionId": "focom-1"}),
@@ -742,7 +742,7 @@ dual_test!(notifications);
 async fn background_tasks(app: &TestApp) {
     seed(app).await;
     let m = create_machine(app, "bg-1", "02:00:00:00:04:01").await;
-    let (cb, url, server) = Callback::start().await;
+    let (cb, url, server) = Callback::start(0).await;
     subscribe(app, json!({"callback": url, "eventFilter": ["NEW"]})).await;
     let tasks = monitoring::spawn(&app.state.db);
     set_machine_status(app, m, "ERROR").await;
