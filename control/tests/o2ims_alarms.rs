@@ -7,8 +7,6 @@
 mod alarms_support;
 mod support;
 
-use std::time::Duration;
-
 use alarms_support::{
     Callback, INV_PREFIXES, MON, MON_PREFIXES, age_heartbeat, alarms, assert_aliases,
     assert_cleared, assert_open, cloud, create_machine, evaluate, heartbeat, lease, named, ok,
@@ -746,14 +744,7 @@ async fn background_tasks(app: &TestApp) {
     subscribe(app, json!({"callback": url, "eventFilter": ["NEW"]})).await;
     let tasks = monitoring::spawn(&app.state.db);
     set_machine_status(app, m, "ERROR").await;
-    let mut got = Vec::new();
-    for _ in 0..100 {
-        got.extend(cb.take());
-        if !got.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let got = cb.wait_received().await;
     drop(tasks);
     assert_eq!(got.len(), 1, "not raised and delivered within 10 s");
     assert_eq!(got[0]["notificationEventType"], 0);

@@ -5,7 +5,6 @@
 mod support;
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use ims_control::db::{Db, now_ms};
@@ -321,14 +320,7 @@ async fn background_delivery(app: &TestApp) {
     subscribe(app, &url, Some("(eq,objectType,resource)")).await;
     let tasks = delivery::spawn(db);
     create_machine(app, "bg-1", "02:00:00:00:00:09").await;
-    let mut got = Vec::new();
-    for _ in 0..100 {
-        got = cb.received();
-        if !got.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let got = cb.wait_received().await;
     drop(tasks);
     assert_eq!(got.len(), 1, "not delivered within 10 s");
     assert_eq!(got[0]["notificationEventType"], 0);

@@ -189,13 +189,30 @@ pub async fn list(db: &Db) -> Result<Vec<Subscription>, StoreError> {
 /// # Errors
 /// The store failed.
 pub async fn get(db: &Db, id: Uuid) -> Result<Option<Subscription>, StoreError> {
-    let row: Option<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM o2ims_subscriptions WHERE id = $1"
-    ))
-    .bind(id.to_string())
-    .fetch_optional(db.pool())
-    .await?;
+    let row: Option<Row> = get_row(db, "o2ims_subscriptions", COLUMNS, id).await?;
     row.map(from_row).transpose()
+}
+
+/// The `columns` of subscription `id` in `table` (fixed names, never input), if any. Shared by
+/// the inventory and alarm subscriptions.
+///
+/// # Errors
+/// The store failed.
+pub(crate) async fn get_row<R>(
+    db: &Db,
+    table: &str,
+    columns: &str,
+    id: Uuid,
+) -> Result<Option<R>, StoreError>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
+    Ok(
+        sqlx::query_as(&format!("SELECT {columns} FROM {table} WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(db.pool())
+            .await?,
+    )
 }
 
 /// Stores a new subscription (fields already validated).

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -51,6 +52,20 @@ impl Callback {
     /// The bodies accepted so far.
     pub fn received(&self) -> Vec<Value> {
         self.received.lock().expect("lock").clone()
+    }
+
+    /// The bodies accepted so far, once there is one: polls every 100 ms for at most 10 s
+    /// (empty when none came).
+    pub async fn wait_received(&self) -> Vec<Value> {
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            got = self.received();
+            if !got.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        got
     }
 
     /// The bodies accepted since the last `take`, removed.

@@ -31,7 +31,7 @@ use crate::auth::scope::{ScopeRead, ScopeSubscribe};
 use crate::db::{Db, StoreError, format_ts, now_ms};
 use crate::error::{ApiError, ApiJson, ApiPath, FieldError};
 use crate::o2ims::query::{self, Filter};
-use crate::o2ims::subscriptions::{delete_with_queue, optional_text, required_callback};
+use crate::o2ims::subscriptions::{delete_with_queue, get_row, optional_text, required_callback};
 use crate::state::AppState;
 
 pub use crate::o2ims::subscriptions::{MAX_FIELD_LEN, validate_callback};
@@ -212,12 +212,7 @@ pub async fn list(db: &Db) -> Result<Vec<AlarmSubscription>, StoreError> {
 /// # Errors
 /// The store failed.
 pub async fn get(db: &Db, id: Uuid) -> Result<Option<AlarmSubscription>, StoreError> {
-    let row: Option<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM o2ims_alarm_subscriptions WHERE id = $1"
-    ))
-    .bind(id.to_string())
-    .fetch_optional(db.pool())
-    .await?;
+    let row: Option<Row> = get_row(db, "o2ims_alarm_subscriptions", COLUMNS, id).await?;
     row.map(from_row).transpose()
 }
 
