@@ -285,6 +285,39 @@ fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("subscription {id}"))
 }
 
+/// Answers `GET …/{id}` of a subscription read with `get`: 404 (`not_found`) when `id` is not
+/// a UUID or there is no such subscription. Shared by the inventory and alarm subscriptions.
+pub(crate) async fn get_answer<T, F>(
+    id: &str,
+    not_found: fn(&str) -> ApiError,
+    get: impl FnOnce(Uuid) -> F,
+) -> Result<Json<T>, ApiError>
+where
+    F: Future<Output = Result<Option<T>, StoreError>>,
+{
+    let uuid: Uuid = id.parse().map_err(|_| not_found(id))?;
+    get(uuid).await?.map(Json).ok_or_else(|| not_found(id))
+}
+
+/// Answers `DELETE …/{id}` of a subscription removed with `delete`: 204, or 404 (`not_found`)
+/// when `id` is not a UUID or there was no such subscription. Shared by the inventory and
+/// alarm subscriptions.
+pub(crate) async fn delete_answer<F>(
+    id: &str,
+    not_found: fn(&str) -> ApiError,
+    delete: impl FnOnce(Uuid) -> F,
+) -> Result<StatusCode, ApiError>
+where
+    F: Future<Output = Result<bool, StoreError>>,
+{
+    let uuid: Uuid = id.parse().map_err(|_| not_found(id))?;
+    if delete(uuid).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found(id))
+    }
+}
+
 /// Creates a subscription.
 #[utoipa::path(post, path = "/subscriptions", tag = "o2ims", security(("bearer" = [])),
     request_body = NewSubscription,
@@ -357,11 +390,7 @@ async fn get_subscription(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Subscription>, ApiError> {
-    let uuid: Uuid = id.parse().map_err(|_| not_found(&id))?;
-    get(&state.db, uuid)
-        .await?
-        .map(Json)
-        .ok_or_else(|| not_found(&id))
+    get_answer(&id, not_found, |uuid| get(&state.db, uuid)).await
 }
 
 /// Deletes a subscription and its undelivered notifications.
@@ -378,12 +407,7 @@ async fn delete_subscription(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let uuid: Uuid = id.parse().map_err(|_| not_found(&id))?;
-    if delete(&state.db, uuid).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(not_found(&id))
-    }
+    delete_answer(&id, not_found, |uuid| delete(&state.db, uuid)).await
 }
 
 /// The subscription routes of one version prefix.

@@ -31,7 +31,9 @@ use crate::auth::scope::{ScopeRead, ScopeSubscribe};
 use crate::db::{Db, StoreError, format_ts, now_ms};
 use crate::error::{ApiError, ApiJson, ApiPath, FieldError};
 use crate::o2ims::query::{self, Filter};
-use crate::o2ims::subscriptions::{delete_with_queue, get_row, optional_text, required_callback};
+use crate::o2ims::subscriptions::{
+    delete_answer, delete_with_queue, get_answer, get_row, optional_text, required_callback,
+};
 use crate::state::AppState;
 
 pub use crate::o2ims::subscriptions::{MAX_FIELD_LEN, validate_callback};
@@ -333,11 +335,7 @@ async fn get_subscription(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AlarmSubscription>, ApiError> {
-    let uuid: Uuid = id.parse().map_err(|_| not_found(&id))?;
-    get(&state.db, uuid)
-        .await?
-        .map(Json)
-        .ok_or_else(|| not_found(&id))
+    get_answer(&id, not_found, |uuid| get(&state.db, uuid)).await
 }
 
 /// Deletes an alarm subscription and its undelivered notifications.
@@ -354,12 +352,7 @@ async fn delete_subscription(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let uuid: Uuid = id.parse().map_err(|_| not_found(&id))?;
-    if delete(&state.db, uuid).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(not_found(&id))
-    }
+    delete_answer(&id, not_found, |uuid| delete(&state.db, uuid)).await
 }
 
 /// The alarm subscription routes.
