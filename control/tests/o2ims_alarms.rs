@@ -7,8 +7,6 @@
 mod alarms_support;
 mod support;
 
-use std::time::Duration;
-
 use alarms_support::{
     Callback, INV_PREFIXES, MON, MON_PREFIXES, age_heartbeat, alarms, assert_aliases,
     assert_cleared, assert_open, cloud, create_machine, evaluate, heartbeat, lease, named, ok,
@@ -657,8 +655,8 @@ async fn notifications(app: &TestApp) {
     let db = &app.state.db;
     seed(app).await;
     let m = create_machine(app, "n-1", "02:00:00:00:03:01").await;
-    let (cb, url, server) = Callback::start().await;
-    let (cb2, url2, server2) = Callback::start().await;
+    let (cb, url, server) = Callback::start(0).await;
+    let (cb2, url2, server2) = Callback::start(0).await;
     let all = subscribe(
         app,
         json!({"callback": url, "consumerSubscriptionId": "focom-1"}),
@@ -742,18 +740,11 @@ dual_test!(notifications);
 async fn background_tasks(app: &TestApp) {
     seed(app).await;
     let m = create_machine(app, "bg-1", "02:00:00:00:04:01").await;
-    let (cb, url, server) = Callback::start().await;
+    let (cb, url, server) = Callback::start(0).await;
     subscribe(app, json!({"callback": url, "eventFilter": ["NEW"]})).await;
     let tasks = monitoring::spawn(&app.state.db);
     set_machine_status(app, m, "ERROR").await;
-    let mut got = Vec::new();
-    for _ in 0..100 {
-        got.extend(cb.take());
-        if !got.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let got = cb.wait_received().await;
     drop(tasks);
     assert_eq!(got.len(), 1, "not raised and delivered within 10 s");
     assert_eq!(got[0]["notificationEventType"], 0);

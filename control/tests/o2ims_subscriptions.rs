@@ -4,16 +4,14 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
-use axum::Json;
-use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use ims_control::db::{Db, now_ms};
 use ims_control::o2ims::{changes, delivery};
 use serde_json::{Value, json};
+use support::callback::Callback;
+use support::inventory::{create_machine, seed};
 use support::{TestApp, assert_problem};
 
 const V1: &str = "/o2ims-infrastructureInventory/v1";
@@ -23,48 +21,6 @@ const PREFIXES: [&str; 4] = [
     "/O2ims_infrastructureInventory/v1",
     "/O2ims_infrastructureInventory/v2",
 ];
-
-/// A local callback server: records the bodies it accepts; answers 500 to the first
-/// `fail_first` requests.
-#[derive(Clone, Default)]
-struct Callback {
-    received: Arc<Mutex<Vec<Value>>>,
-    failures_left: Arc<AtomicUsize>,
-    requests: Arc<AtomicUsize>,
-}
-
-async fn accept(State(cb): State<Callback>, Json(body): Json<Value>) -> StatusCode {
-    cb.requests.fetch_add(1, Ordering::SeqCst);
-    let left = cb.failures_left.load(Ordering::SeqCst);
-    if left > 0 {
-        cb.failures_left.store(left - 1, Ordering::SeqCst);
-        return StatusCode::INTERNAL_SERVER_ERROR;
-    }
-    cb.received.lock().expect("lock").push(body);
-    StatusCode::NO_CONTENT
-}
-
-impl Callback {
-    async fn start(fail_first: usize) -> (Self, String, tokio::task::JoinHandle<()>) {
-        let cb = Self::default();
-        cb.failures_left.store(fail_first, Ordering::SeqCst);
-        let router = axum::Router::new()
-            .route("/notify", axum::routing::post(accept))
-            .with_state(cb.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}/notify", listener.local_addr().expect("addr"));
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
-        (cb, url, task)
-    }
-
-    fn received(&self) -> Vec<Value> {
-        self.received.lock().expect("lock").clone()
-    }
-}
 
 async fn queued(db: &Db) -> i64 {
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM o2ims_notifications")
@@ -180,32 +136,6 @@ async fn crud(app: &TestApp) {
     assert_eq!(list.body.as_array().map(Vec::len), Some(1));
 }
 dual_test!(crud);
-
-async fn seed(app: &TestApp) {
-    let r = app
-        .post(
-            "/api/sites",
-            json!({"name": "edge-a", "description": "rack 4"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let r = app
-        .post("/api/cluster", json!({"name": "alpha", "site": "edge-a"}))
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-}
-
-async fn create_machine(app: &TestApp, host: &str, mac: &str) -> i64 {
-    let r = app
-        .post(
-            "/api/machines",
-            json!({"cluster": "alpha", "hostname": host, "mac": mac, "cpu_cores": 8,
-                   "role": "worker"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    r.body["id"].as_i64().expect("id")
-}
 
 async fn create_modify_delete(app: &TestApp) {
     let db = &app.state.db;
@@ -390,14 +320,7 @@ async fn background_delivery(app: &TestApp) {
     subscribe(app, &url, Some("(eq,objectType,resource)")).await;
     let tasks = delivery::spawn(db);
     create_machine(app, "bg-1", "02:00:00:00:00:09").await;
-    let mut got = Vec::new();
-    for _ in 0..100 {
-        got = cb.received();
-        if !got.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let got = cb.wait_received().await;
     drop(tasks);
     assert_eq!(got.len(), 1, "not delivered within 10 s");
     assert_eq!(got[0]["notificationEventType"], 0);

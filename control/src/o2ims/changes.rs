@@ -287,14 +287,7 @@ pub async fn detect_changes(db: &Db, now: i64) -> Result<Vec<Change>, StoreError
     let cloud = cloud_settings(db).await?;
     let mut tx = db.begin_write().await?;
     // The lock row: concurrent passes on other replicas wait here until this one commits.
-    sqlx::query(
-        "INSERT INTO settings (key, value) VALUES ($1, $2) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )
-    .bind(SCAN_LOCK_KEY)
-    .bind(now.to_string())
-    .execute(&mut *tx)
-    .await?;
+    super::put_setting(&mut tx, SCAN_LOCK_KEY, &now.to_string()).await?;
     let stored: Vec<(String, String, String)> =
         sqlx::query_as("SELECT kind, object_id, json FROM o2ims_object_state")
             .fetch_all(&mut *tx)

@@ -155,75 +155,6 @@ pub fn backoff_ms(attempts: i64) -> i64 {
     first.saturating_mul(1_i64 << shift).min(max)
 }
 
-/// A queued notification that is due.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Queued {
-    /// Row id.
-    pub id: i64,
-    /// Its subscription.
-    pub subscription_id: String,
-    /// Where to POST it.
-    pub callback: String,
-    /// The JSON body.
-    pub body: String,
-    /// Failed attempts so far.
-    pub attempts: i64,
-    /// When it was due (the claim's compare value).
-    pub next_attempt_at: i64,
-}
-
-type QueuedRow = (i64, String, String, String, i64, i64);
-
-/// The due head of each subscription's queue, oldest first, at most `limit`.
-///
-/// # Errors
-/// The store failed.
-pub async fn due_heads(db: &Db, now: i64, limit: i64) -> Result<Vec<Queued>, StoreError> {
-    let rows: Vec<QueuedRow> = sqlx::query_as(
-        "SELECT n.id, n.subscription_id, s.callback, n.body, n.attempts, n.next_attempt_at \
-         FROM o2ims_notifications n JOIN o2ims_subscriptions s ON s.id = n.subscription_id \
-         WHERE n.id IN (SELECT MIN(id) FROM o2ims_notifications GROUP BY subscription_id) \
-         AND n.next_attempt_at <= $1 ORDER BY n.id LIMIT $2",
-    )
-    .bind(now)
-    .bind(limit)
-    .fetch_all(db.pool())
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(id, subscription_id, callback, body, attempts, next_attempt_at)| Queued {
-                id,
-                subscription_id,
-                callback,
-                body,
-                attempts,
-                next_attempt_at,
-            },
-        )
-        .collect())
-}
-
-/// Claims `q` until `now` + [`CLAIM_LEASE`]; false when another sender got it first.
-///
-/// # Errors
-/// The store failed.
-pub async fn claim(db: &Db, q: &Queued, now: i64) -> Result<bool, StoreError> {
-    let lease = i64::try_from(CLAIM_LEASE.as_millis()).unwrap_or(30_000);
-    let mut tx = db.begin_write().await?;
-    let done = sqlx::query(
-        "UPDATE o2ims_notifications SET next_attempt_at = $1 \
-         WHERE id = $2 AND next_attempt_at = $3",
-    )
-    .bind(now.saturating_add(lease))
-    .bind(q.id)
-    .bind(q.next_attempt_at)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(done.rows_affected() == 1)
-}
-
 /// POSTs `body` to `callback`; Ok on a 2xx answer within [`SEND_TIMEOUT`].
 ///
 /// # Errors
@@ -272,43 +203,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Records the outcome of sending `q` at `now`: deletes it when delivered, else counts the
-/// attempt and schedules the next one.
-///
-/// # Errors
-/// The store failed (the claim then expires and the notification is sent again).
-pub async fn record(
-    db: &Db,
-    q: &Queued,
-    outcome: &Result<(), String>,
-    now: i64,
-) -> Result<(), StoreError> {
-    let mut tx = db.begin_write().await?;
-    match outcome {
-        Ok(()) => {
-            sqlx::query("DELETE FROM o2ims_notifications WHERE id = $1")
-                .bind(q.id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        Err(e) => {
-            let attempts = q.attempts.saturating_add(1);
-            sqlx::query(
-                "UPDATE o2ims_notifications SET attempts = $1, next_attempt_at = $2, \
-                 last_error = $3 WHERE id = $4",
-            )
-            .bind(attempts)
-            .bind(now.saturating_add(backoff_ms(attempts)))
-            .bind(e.as_str())
-            .bind(q.id)
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
 /// What one [`deliver_due`] round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Round {
@@ -318,124 +212,275 @@ pub struct Round {
     pub failed: usize,
 }
 
-/// One delivery round at `now`: claims every due head, sends them concurrently and records
-/// the outcomes (at `now`), waiting for all of them. The background task ([`run_delivery`])
-/// does the same without waiting; this is its synchronous form.
+/// A queued notification that is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// Row id.
+    pub id: i64,
+    /// Its subscription.
+    pub subscription_id: String,
+    /// Where to POST it.
+    pub callback: String,
+    /// The JSON body.
+    pub body: String,
+    /// Failed attempts so far.
+    pub attempts: i64,
+    /// When it was due (the claim's compare value).
+    pub next_attempt_at: i64,
+}
+
+type QueuedRow = (i64, String, String, String, i64, i64);
+
+/// A durable notification queue: the table of queued notifications (`id`, `subscription_id`,
+/// `body`, `attempts`, `next_attempt_at`, `last_error`) and the table of the subscriptions
+/// they belong to (whose `callback` they are sent to). The inventory's is [`INVENTORY_QUEUE`],
+/// the alarms' is [`crate::o2ims::monitoring::notify::QUEUE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queue {
+    table: &'static str,
+    subscriptions: &'static str,
+    what: &'static str,
+}
+
+/// The inventory change notifications (`o2ims_notifications` of `o2ims_subscriptions`).
+pub const INVENTORY_QUEUE: Queue = Queue::new(
+    "o2ims_notifications",
+    "o2ims_subscriptions",
+    "o2ims notification",
+);
+
+impl Queue {
+    /// The queue of notifications in `table` for the subscriptions in `subscriptions`; `what`
+    /// names its notifications in log messages. Both tables are fixed names, never input.
+    #[must_use]
+    pub const fn new(table: &'static str, subscriptions: &'static str, what: &'static str) -> Self {
+        Self {
+            table,
+            subscriptions,
+            what,
+        }
+    }
+
+    /// The due head of each subscription's queue, oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn due_heads(self, db: &Db, now: i64, limit: i64) -> Result<Vec<Queued>, StoreError> {
+        let Self {
+            table,
+            subscriptions,
+            ..
+        } = self;
+        let sql = format!(
+            "SELECT n.id, n.subscription_id, s.callback, n.body, n.attempts, n.next_attempt_at \
+             FROM {table} n JOIN {subscriptions} s ON s.id = n.subscription_id \
+             WHERE n.id IN (SELECT MIN(id) FROM {table} GROUP BY subscription_id) \
+             AND n.next_attempt_at <= $1 ORDER BY n.id LIMIT $2"
+        );
+        let rows: Vec<QueuedRow> = sqlx::query_as(&sql)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(db.pool())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, subscription_id, callback, body, attempts, next_attempt_at)| Queued {
+                    id,
+                    subscription_id,
+                    callback,
+                    body,
+                    attempts,
+                    next_attempt_at,
+                },
+            )
+            .collect())
+    }
+
+    /// Claims `q` until `now` + [`CLAIM_LEASE`]; false when another sender got it first.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn claim(self, db: &Db, q: &Queued, now: i64) -> Result<bool, StoreError> {
+        let lease = i64::try_from(CLAIM_LEASE.as_millis()).unwrap_or(30_000);
+        let sql = format!(
+            "UPDATE {} SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at = $3",
+            self.table
+        );
+        let mut tx = db.begin_write().await?;
+        let done = sqlx::query(&sql)
+            .bind(now.saturating_add(lease))
+            .bind(q.id)
+            .bind(q.next_attempt_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records the outcome of sending `q` at `now`: deletes it when delivered, else counts the
+    /// attempt and schedules the next one ([`backoff_ms`]).
+    ///
+    /// # Errors
+    /// The store failed (the claim then expires and the notification is sent again).
+    pub async fn record(
+        self,
+        db: &Db,
+        q: &Queued,
+        outcome: &Result<(), String>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let table = self.table;
+        let mut tx = db.begin_write().await?;
+        match outcome {
+            Ok(()) => {
+                sqlx::query(&format!("DELETE FROM {table} WHERE id = $1"))
+                    .bind(q.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Err(e) => {
+                let attempts = q.attempts.saturating_add(1);
+                sqlx::query(&format!(
+                    "UPDATE {table} SET attempts = $1, next_attempt_at = $2, \
+                     last_error = $3 WHERE id = $4"
+                ))
+                .bind(attempts)
+                .bind(now.saturating_add(backoff_ms(attempts)))
+                .bind(e.as_str())
+                .bind(q.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One delivery round at `now`: claims every due head, sends them concurrently and records
+    /// the outcomes (at `now`), waiting for all of them. The background task
+    /// ([`Queue::run_delivery`]) does the same without waiting; this is its synchronous form.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn deliver_due(
+        self,
+        db: &Db,
+        client: &HttpClient,
+        now: i64,
+    ) -> Result<Round, StoreError> {
+        let limit = i64::try_from(MAX_IN_FLIGHT).unwrap_or(32);
+        let mut set = JoinSet::new();
+        for q in self.due_heads(db, now, limit).await? {
+            if !self.claim(db, &q, now).await? {
+                continue;
+            }
+            let client = client.clone();
+            set.spawn(async move {
+                let outcome = post(&client, &q.callback, &q.body).await;
+                (q, outcome)
+            });
+        }
+        let mut round = Round::default();
+        while let Some(joined) = set.join_next().await {
+            let Ok((q, outcome)) = joined else { continue };
+            self.record(db, &q, &outcome, now).await?;
+            if outcome.is_ok() {
+                round.delivered += 1;
+            } else {
+                round.failed += 1;
+            }
+        }
+        Ok(round)
+    }
+
+    /// Delivers the queued notifications until dropped (aborted): polls every [`POLL`], at
+    /// most [`MAX_IN_FLIGHT`] at once, one per subscription at a time.
+    pub async fn run_delivery(self, db: Db) {
+        let what = self.what;
+        let client = client();
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut busy: BTreeMap<tokio::task::Id, String> = BTreeMap::new();
+        loop {
+            tick.tick().await;
+            while let Some(done) = tasks.try_join_next_with_id() {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                busy.remove(&id);
+            }
+            let free = MAX_IN_FLIGHT.saturating_sub(tasks.len());
+            if free == 0 {
+                continue;
+            }
+            let in_flight: BTreeSet<String> = busy.values().cloned().collect();
+            let now = now_ms();
+            let limit = i64::try_from(free + in_flight.len()).unwrap_or(i64::MAX);
+            let heads = match self.due_heads(&db, now, limit).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!("{what} queue unreadable (retrying): {e}");
+                    continue;
+                }
+            };
+            for q in heads
+                .into_iter()
+                .filter(|q| !in_flight.contains(&q.subscription_id))
+                .take(free)
+            {
+                match self.claim(&db, &q, now).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::warn!("{what} claim failed (retrying): {e}");
+                        continue;
+                    }
+                }
+                let sub = q.subscription_id.clone();
+                let db = db.clone();
+                let client = client.clone();
+                let handle = tasks.spawn(async move {
+                    let outcome = post(&client, &q.callback, &q.body).await;
+                    if let Err(e) = &outcome {
+                        tracing::debug!(subscription = %q.subscription_id,
+                            attempts = q.attempts + 1, "{what} not delivered: {e}");
+                    }
+                    if let Err(e) = self.record(&db, &q, &outcome, now_ms()).await {
+                        tracing::warn!("{what} outcome not recorded: {e}");
+                    }
+                });
+                busy.insert(handle.id(), sub);
+            }
+        }
+    }
+}
+
+/// One round of the inventory queue ([`INVENTORY_QUEUE`], see [`Queue::deliver_due`]).
 ///
 /// # Errors
 /// The store failed.
 pub async fn deliver_due(db: &Db, client: &HttpClient, now: i64) -> Result<Round, StoreError> {
-    let limit = i64::try_from(MAX_IN_FLIGHT).unwrap_or(32);
-    let mut set = JoinSet::new();
-    for q in due_heads(db, now, limit).await? {
-        if !claim(db, &q, now).await? {
-            continue;
-        }
-        let client = client.clone();
-        set.spawn(async move {
-            let outcome = post(&client, &q.callback, &q.body).await;
-            (q, outcome)
-        });
-    }
-    let mut round = Round::default();
-    while let Some(joined) = set.join_next().await {
-        let Ok((q, outcome)) = joined else { continue };
-        record(db, &q, &outcome, now).await?;
-        if outcome.is_ok() {
-            round.delivered += 1;
-        } else {
-            round.failed += 1;
-        }
-    }
-    Ok(round)
+    INVENTORY_QUEUE.deliver_due(db, client, now).await
 }
 
-/// Delivers queued notifications until dropped (aborted), at most [`MAX_IN_FLIGHT`] at once,
-/// one per subscription at a time.
+/// Delivers queued inventory notifications until dropped (aborted), at most
+/// [`MAX_IN_FLIGHT`] at once, one per subscription at a time ([`Queue::run_delivery`]).
 pub async fn run_delivery(db: Db) {
-    let client = client();
-    let mut tick = tokio::time::interval(POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut tasks: JoinSet<()> = JoinSet::new();
-    let mut busy: BTreeMap<tokio::task::Id, String> = BTreeMap::new();
-    loop {
-        tick.tick().await;
-        while let Some(done) = tasks.try_join_next_with_id() {
-            let id = match done {
-                Ok((id, ())) => id,
-                Err(e) => e.id(),
-            };
-            busy.remove(&id);
-        }
-        let free = MAX_IN_FLIGHT.saturating_sub(tasks.len());
-        if free == 0 {
-            continue;
-        }
-        let in_flight: BTreeSet<String> = busy.values().cloned().collect();
-        let now = now_ms();
-        let limit = i64::try_from(free + in_flight.len()).unwrap_or(i64::MAX);
-        let heads = match due_heads(&db, now, limit).await {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!("o2ims notification queue unreadable (retrying): {e}");
-                continue;
-            }
-        };
-        for q in heads
-            .into_iter()
-            .filter(|q| !in_flight.contains(&q.subscription_id))
-            .take(free)
-        {
-            match claim(&db, &q, now).await {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(e) => {
-                    tracing::warn!("o2ims notification claim failed (retrying): {e}");
-                    continue;
-                }
-            }
-            let sub = q.subscription_id.clone();
-            let db = db.clone();
-            let client = client.clone();
-            let handle = tasks.spawn(async move {
-                let outcome = post(&client, &q.callback, &q.body).await;
-                if let Err(e) = &outcome {
-                    tracing::debug!(subscription = %q.subscription_id, attempts = q.attempts + 1,
-                        "o2ims notification not delivered: {e}");
-                }
-                if let Err(e) = record(&db, &q, &outcome, now_ms()).await {
-                    tracing::warn!("o2ims notification outcome not recorded: {e}");
-                }
-            });
-            busy.insert(handle.id(), sub);
-        }
-    }
+    INVENTORY_QUEUE.run_delivery(db).await;
 }
 
-/// The notification tasks of one process (change detection and delivery); dropping it stops
-/// them.
-#[derive(Debug)]
-pub struct Tasks {
-    handles: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Tasks {
-    fn drop(&mut self) {
-        for h in &self.handles {
-            h.abort();
-        }
-    }
-}
+pub use super::Tasks;
 
 /// Starts change detection and delivery on the current Tokio runtime.
 #[must_use]
 pub fn spawn(db: &Db) -> Tasks {
-    Tasks {
-        handles: vec![
-            tokio::spawn(super::changes::run_detector(db.clone())),
-            tokio::spawn(run_delivery(db.clone())),
-        ],
-    }
+    Tasks::new(vec![
+        tokio::spawn(super::changes::run_detector(db.clone())),
+        tokio::spawn(run_delivery(db.clone())),
+    ])
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub mod subscriptions;
 use axum::Json;
 use axum::extract::MatchedPath;
 use serde::Serialize;
+use sqlx::AnyConnection;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -172,16 +173,54 @@ async fn load_settings(db: &Db) -> Result<Vec<(String, String)>, StoreError> {
 /// The store failed.
 pub async fn set_global_cloud_id(db: &Db, id: Uuid) -> Result<(), StoreError> {
     let mut tx = db.begin_write().await?;
+    put_setting(&mut tx, GLOBAL_CLOUD_ID_KEY, &id.to_string()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Stores `value` under `key` in `settings` (inserted or replaced) on `conn`.
+///
+/// Inside a write transaction the row also serves as a lock row: a concurrent transaction
+/// (on another replica) writing the same key waits here until this one commits.
+///
+/// # Errors
+/// The store failed.
+pub(crate) async fn put_setting(
+    conn: &mut AnyConnection,
+    key: &str,
+    value: &str,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO settings (key, value) VALUES ($1, $2) \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )
-    .bind(GLOBAL_CLOUD_ID_KEY)
-    .bind(id.to_string())
-    .execute(&mut *tx)
+    .bind(key)
+    .bind(value)
+    .execute(conn)
     .await?;
-    tx.commit().await?;
     Ok(())
+}
+
+/// Background tasks of one process (e.g. change detection and delivery, or the alarm
+/// evaluator and alarm notification delivery); dropping it stops them.
+#[derive(Debug)]
+pub struct Tasks {
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Tasks {
+    /// Owns `handles`: they are aborted when the returned value is dropped.
+    pub(crate) fn new(handles: Vec<tokio::task::JoinHandle<()>>) -> Self {
+        Self { handles }
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for h in &self.handles {
+            h.abort();
+        }
+    }
 }
 
 /// The versions of the inventory API (every major version).

@@ -269,14 +269,7 @@ pub async fn record_success(db: &Db, r: &Registration, attempts: u64) -> Result<
         "attempts": attempts,
     });
     let mut tx = db.begin_write().await?;
-    sqlx::query(
-        "INSERT INTO settings (key, value) VALUES ($1, $2) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )
-    .bind(REGISTRATION_KEY)
-    .bind(value.to_string())
-    .execute(&mut *tx)
-    .await?;
+    super::put_setting(&mut tx, REGISTRATION_KEY, &value.to_string()).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -102,7 +102,14 @@ pub fn parse_filter(s: &str) -> Result<Filter, String> {
     query::parse_filter(s).map_err(|e| e.message)
 }
 
-fn optional_text(field: &str, v: Option<Value>, errors: &mut Vec<FieldError>) -> Option<String> {
+/// An optional text field of a subscription body: absent or null is `None`; anything but a
+/// string of at most [`MAX_FIELD_LEN`] bytes adds a field error. Shared by the inventory and
+/// alarm subscriptions.
+pub(crate) fn optional_text(
+    field: &str,
+    v: Option<Value>,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
     match v {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.len() <= MAX_FIELD_LEN => Some(s),
@@ -115,6 +122,32 @@ fn optional_text(field: &str, v: Option<Value>, errors: &mut Vec<FieldError>) ->
         }
         Some(_) => {
             errors.push(FieldError::new(field, "must be a string"));
+            None
+        }
+    }
+}
+
+/// The required `callback` field of a subscription body, checked with
+/// [`validate_callback`]; a missing or invalid one adds a field error. Shared by the inventory
+/// and alarm subscriptions.
+pub(crate) fn required_callback(v: Option<Value>, errors: &mut Vec<FieldError>) -> Option<String> {
+    match v {
+        Some(Value::String(s)) => match validate_callback(&s) {
+            Ok(_) => Some(s),
+            Err(m) => {
+                errors.push(FieldError::new("callback", m));
+                None
+            }
+        },
+        None | Some(Value::Null) => {
+            errors.push(FieldError::new(
+                "callback",
+                "is required: the http:// or https:// URL notifications are POSTed to",
+            ));
+            None
+        }
+        Some(_) => {
+            errors.push(FieldError::new("callback", "must be a string (a URL)"));
             None
         }
     }
@@ -156,13 +189,30 @@ pub async fn list(db: &Db) -> Result<Vec<Subscription>, StoreError> {
 /// # Errors
 /// The store failed.
 pub async fn get(db: &Db, id: Uuid) -> Result<Option<Subscription>, StoreError> {
-    let row: Option<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM o2ims_subscriptions WHERE id = $1"
-    ))
-    .bind(id.to_string())
-    .fetch_optional(db.pool())
-    .await?;
+    let row: Option<Row> = get_row(db, "o2ims_subscriptions", COLUMNS, id).await?;
     row.map(from_row).transpose()
+}
+
+/// The `columns` of subscription `id` in `table` (fixed names, never input), if any. Shared by
+/// the inventory and alarm subscriptions.
+///
+/// # Errors
+/// The store failed.
+pub(crate) async fn get_row<R>(
+    db: &Db,
+    table: &str,
+    columns: &str,
+    id: Uuid,
+) -> Result<Option<R>, StoreError>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
+    Ok(
+        sqlx::query_as(&format!("SELECT {columns} FROM {table} WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(db.pool())
+            .await?,
+    )
 }
 
 /// Stores a new subscription (fields already validated).
@@ -199,14 +249,31 @@ pub async fn create(
 /// # Errors
 /// The store failed.
 pub async fn delete(db: &Db, id: Uuid) -> Result<bool, StoreError> {
+    delete_with_queue(db, "o2ims_subscriptions", "o2ims_notifications", id).await
+}
+
+/// Deletes subscription `id` from table `subscriptions` and its queued notifications from
+/// table `notifications` (fixed names, never input), in one transaction; false when there was
+/// none. Shared by the inventory and alarm subscriptions.
+///
+/// # Errors
+/// The store failed.
+pub(crate) async fn delete_with_queue(
+    db: &Db,
+    subscriptions: &str,
+    notifications: &str,
+    id: Uuid,
+) -> Result<bool, StoreError> {
     let mut tx = db.begin_write().await?;
     // Explicit as well as ON DELETE CASCADE: SQLite connections opened without
     // `foreign_keys = ON` (e.g. by an operator's sqlite3 shell) would not cascade.
-    sqlx::query("DELETE FROM o2ims_notifications WHERE subscription_id = $1")
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-    let done = sqlx::query("DELETE FROM o2ims_subscriptions WHERE id = $1")
+    sqlx::query(&format!(
+        "DELETE FROM {notifications} WHERE subscription_id = $1"
+    ))
+    .bind(id.to_string())
+    .execute(&mut *tx)
+    .await?;
+    let done = sqlx::query(&format!("DELETE FROM {subscriptions} WHERE id = $1"))
         .bind(id.to_string())
         .execute(&mut *tx)
         .await?;
@@ -216,6 +283,39 @@ pub async fn delete(db: &Db, id: Uuid) -> Result<bool, StoreError> {
 
 fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("subscription {id}"))
+}
+
+/// Answers `GET …/{id}` of a subscription read with `get`: 404 (`not_found`) when `id` is not
+/// a UUID or there is no such subscription. Shared by the inventory and alarm subscriptions.
+pub(crate) async fn get_answer<T, F>(
+    id: &str,
+    not_found: fn(&str) -> ApiError,
+    get: impl FnOnce(Uuid) -> F,
+) -> Result<Json<T>, ApiError>
+where
+    F: Future<Output = Result<Option<T>, StoreError>>,
+{
+    let uuid: Uuid = id.parse().map_err(|_| not_found(id))?;
+    get(uuid).await?.map(Json).ok_or_else(|| not_found(id))
+}
+
+/// Answers `DELETE …/{id}` of a subscription removed with `delete`: 204, or 404 (`not_found`)
+/// when `id` is not a UUID or there was no such subscription. Shared by the inventory and
+/// alarm subscriptions.
+pub(crate) async fn delete_answer<F>(
+    id: &str,
+    not_found: fn(&str) -> ApiError,
+    delete: impl FnOnce(Uuid) -> F,
+) -> Result<StatusCode, ApiError>
+where
+    F: Future<Output = Result<bool, StoreError>>,
+{
+    let uuid: Uuid = id.parse().map_err(|_| not_found(id))?;
+    if delete(uuid).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found(id))
+    }
 }
 
 /// Creates a subscription.
@@ -237,26 +337,7 @@ async fn create_subscription(
         body.consumer_subscription_id,
         &mut errors,
     );
-    let callback = match body.callback {
-        Some(Value::String(s)) => match validate_callback(&s) {
-            Ok(_) => Some(s),
-            Err(m) => {
-                errors.push(FieldError::new("callback", m));
-                None
-            }
-        },
-        None | Some(Value::Null) => {
-            errors.push(FieldError::new(
-                "callback",
-                "is required: the http:// or https:// URL notifications are POSTed to",
-            ));
-            None
-        }
-        Some(_) => {
-            errors.push(FieldError::new("callback", "must be a string (a URL)"));
-            None
-        }
-    };
+    let callback = required_callback(body.callback, &mut errors);
     let filter = optional_text("filter", body.filter, &mut errors).filter(|f| !f.is_empty());
     if let Some(f) = &filter {
         if let Err(m) = parse_filter(f) {
@@ -309,11 +390,7 @@ async fn get_subscription(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Subscription>, ApiError> {
-    let uuid: Uuid = id.parse().map_err(|_| not_found(&id))?;
-    get(&state.db, uuid)
-        .await?
-        .map(Json)
-        .ok_or_else(|| not_found(&id))
+    get_answer(&id, not_found, |uuid| get(&state.db, uuid)).await
 }
 
 /// Deletes a subscription and its undelivered notifications.
@@ -330,12 +407,7 @@ async fn delete_subscription(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let uuid: Uuid = id.parse().map_err(|_| not_found(&id))?;
-    if delete(&state.db, uuid).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(not_found(&id))
-    }
+    delete_answer(&id, not_found, |uuid| delete(&state.db, uuid)).await
 }
 
 /// The subscription routes of one version prefix.

@@ -2,11 +2,7 @@
 //! conditions (machines, workers, leases), and assertions on alarm records.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
-use std::sync::{Arc, Mutex};
-
-use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::{Method, Request, StatusCode, header};
 use ims_control::db::{Db, now_ms};
 use ims_control::o2ims::monitoring::evaluator;
@@ -26,37 +22,8 @@ pub const INV_PREFIXES: [&str; 4] = [
     "/O2ims_infrastructureInventory/v2",
 ];
 
-/// A local callback server recording the bodies it receives.
-#[derive(Clone, Default)]
-pub struct Callback {
-    received: Arc<Mutex<Vec<Value>>>,
-}
-
-pub async fn accept(State(cb): State<Callback>, Json(body): Json<Value>) -> StatusCode {
-    cb.received.lock().expect("lock").push(body);
-    StatusCode::NO_CONTENT
-}
-
-impl Callback {
-    pub async fn start() -> (Self, String, tokio::task::JoinHandle<()>) {
-        let cb = Self::default();
-        let router = axum::Router::new()
-            .route("/notify", axum::routing::post(accept))
-            .with_state(cb.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}/notify", listener.local_addr().expect("addr"));
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
-        (cb, url, task)
-    }
-
-    pub fn take(&self) -> Vec<Value> {
-        std::mem::take(&mut *self.received.lock().expect("lock"))
-    }
-}
+pub use crate::support::callback::Callback;
+pub use crate::support::inventory::{create_machine, seed};
 
 pub async fn evaluate(app: &TestApp) -> evaluator::Pass {
     evaluator::evaluate(&app.state.db, now_ms())
@@ -73,32 +40,6 @@ pub async fn alarms(app: &TestApp, query: &str) -> Vec<Value> {
 /// The alarms named `name` (extensions/alarmName).
 pub async fn named(app: &TestApp, name: &str) -> Vec<Value> {
     alarms(app, &format!("?filter=(eq,extensions/alarmName,{name})")).await
-}
-
-pub async fn seed(app: &TestApp) {
-    let r = app
-        .post(
-            "/api/sites",
-            json!({"name": "edge-a", "description": "rack 4"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let r = app
-        .post("/api/cluster", json!({"name": "alpha", "site": "edge-a"}))
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-}
-
-pub async fn create_machine(app: &TestApp, host: &str, mac: &str) -> i64 {
-    let r = app
-        .post(
-            "/api/machines",
-            json!({"cluster": "alpha", "hostname": host, "mac": mac, "cpu_cores": 8,
-                   "role": "worker"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    r.body["id"].as_i64().expect("id")
 }
 
 pub async fn set_machine_status(app: &TestApp, id: i64, status: &str) {

@@ -22,6 +22,9 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 use tower::ServiceExt;
 
+pub mod callback;
+pub mod inventory;
+
 /// Runs an `async fn name(app: TestApp)` on SQLite and on PostgreSQL, as `name::sqlite` and
 /// `name::postgres`.
 #[macro_export]

@@ -16,7 +16,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, Uri};
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::AnyConnection;
@@ -31,10 +31,12 @@ use crate::auth::scope::{ScopeRead, ScopeSubscribe};
 use crate::db::{Db, StoreError, format_ts, now_ms};
 use crate::error::{ApiError, ApiJson, ApiPath, FieldError};
 use crate::o2ims::query::{self, Filter};
+use crate::o2ims::subscriptions::{
+    delete_answer, delete_with_queue, get_answer, get_row, optional_text, required_callback,
+};
 use crate::state::AppState;
 
-/// Longest accepted callback URL, consumer id or filter.
-pub const MAX_FIELD_LEN: usize = 2048;
+pub use crate::o2ims::subscriptions::{MAX_FIELD_LEN, validate_callback};
 
 /// `AlarmSubscriptionInfo` as stored and shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -127,30 +129,6 @@ pub struct NewAlarmSubscription {
     pub event_filter: Option<Value>,
 }
 
-/// Checks a callback URL: absolute, `http` or `https`, with a host.
-///
-/// # Errors
-/// What is wrong and what is accepted.
-pub fn validate_callback(s: &str) -> Result<Uri, String> {
-    const FORM: &str =
-        "give an absolute http:// or https:// URL such as https://smo.example/notify";
-    if s.len() > MAX_FIELD_LEN {
-        return Err(format!("is longer than {MAX_FIELD_LEN} characters"));
-    }
-    let uri: Uri = s
-        .parse()
-        .map_err(|e| format!("is not a URL ({e}); {FORM}"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        Some(other) => return Err(format!("has scheme `{other}`; {FORM}")),
-        None => return Err(format!("is not absolute; {FORM}")),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("has no host; {FORM}"));
-    }
-    Ok(uri)
-}
-
 fn parse_event_filter(v: Option<Value>) -> Result<Option<Vec<String>>, String> {
     const FORM: &str = "give a list of NEW, CHANGE, CLEAR and ACKNOWLEDGE";
     let names: Vec<String> = match v {
@@ -174,24 +152,6 @@ fn parse_event_filter(v: Option<Value>) -> Result<Option<Vec<String>>, String> {
         }
     }
     Ok(Some(out))
-}
-
-fn optional_text(field: &str, v: Option<Value>, errors: &mut Vec<FieldError>) -> Option<String> {
-    match v {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.len() <= MAX_FIELD_LEN => Some(s),
-        Some(Value::String(_)) => {
-            errors.push(FieldError::new(
-                field,
-                format!("is longer than {MAX_FIELD_LEN} characters"),
-            ));
-            None
-        }
-        Some(_) => {
-            errors.push(FieldError::new(field, "must be a string"));
-            None
-        }
-    }
 }
 
 type Row = (
@@ -254,12 +214,7 @@ pub async fn list(db: &Db) -> Result<Vec<AlarmSubscription>, StoreError> {
 /// # Errors
 /// The store failed.
 pub async fn get(db: &Db, id: Uuid) -> Result<Option<AlarmSubscription>, StoreError> {
-    let row: Option<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM o2ims_alarm_subscriptions WHERE id = $1"
-    ))
-    .bind(id.to_string())
-    .fetch_optional(db.pool())
-    .await?;
+    let row: Option<Row> = get_row(db, "o2ims_alarm_subscriptions", COLUMNS, id).await?;
     row.map(from_row).transpose()
 }
 
@@ -300,18 +255,13 @@ pub async fn create(
 /// # Errors
 /// The store failed.
 pub async fn delete(db: &Db, id: Uuid) -> Result<bool, StoreError> {
-    let mut tx = db.begin_write().await?;
-    // Explicit as well as ON DELETE CASCADE (SQLite connections without foreign_keys = ON).
-    sqlx::query("DELETE FROM o2ims_alarm_notifications WHERE subscription_id = $1")
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-    let done = sqlx::query("DELETE FROM o2ims_alarm_subscriptions WHERE id = $1")
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(done.rows_affected() > 0)
+    delete_with_queue(
+        db,
+        "o2ims_alarm_subscriptions",
+        "o2ims_alarm_notifications",
+        id,
+    )
+    .await
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -338,26 +288,7 @@ async fn create_subscription(
         body.consumer_subscription_id,
         &mut errors,
     );
-    let callback = match body.callback {
-        Some(Value::String(s)) => match validate_callback(&s) {
-            Ok(_) => Some(s),
-            Err(m) => {
-                errors.push(FieldError::new("callback", m));
-                None
-            }
-        },
-        None | Some(Value::Null) => {
-            errors.push(FieldError::new(
-                "callback",
-                "is required: the http(s):// URL notifications are POSTed to",
-            ));
-            None
-        }
-        Some(_) => {
-            errors.push(FieldError::new("callback", "must be a string (a URL)"));
-            None
-        }
-    };
+    let callback = required_callback(body.callback, &mut errors);
     let filter = optional_text("filter", body.filter, &mut errors)
         .map(|f| f.trim().to_owned())
         .filter(|f| !f.is_empty());
@@ -404,11 +335,7 @@ async fn get_subscription(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AlarmSubscription>, ApiError> {
-    let uuid: Uuid = id.parse().map_err(|_| not_found(&id))?;
-    get(&state.db, uuid)
-        .await?
-        .map(Json)
-        .ok_or_else(|| not_found(&id))
+    get_answer(&id, not_found, |uuid| get(&state.db, uuid)).await
 }
 
 /// Deletes an alarm subscription and its undelivered notifications.
@@ -425,12 +352,7 @@ async fn delete_subscription(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let uuid: Uuid = id.parse().map_err(|_| not_found(&id))?;
-    if delete(&state.db, uuid).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(not_found(&id))
-    }
+    delete_answer(&id, not_found, |uuid| delete(&state.db, uuid)).await
 }
 
 /// The alarm subscription routes.

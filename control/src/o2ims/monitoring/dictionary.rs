@@ -372,11 +372,21 @@ async fn get_dictionary(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AlarmDictionary>, ApiError> {
     let cloud = cloud_settings(&state.db).await?;
+    dictionary_where(&cloud, &id, ObjectKind::dictionary_id, "alarm dictionary")
+}
+
+/// The dictionary of the kind whose `id_of` is `id` (any case); 404 naming `what` otherwise.
+fn dictionary_where(
+    cloud: &CloudSettings,
+    id: &str,
+    id_of: fn(ObjectKind, &CloudSettings) -> Uuid,
+    what: &str,
+) -> Result<Json<AlarmDictionary>, ApiError> {
     ObjectKind::ALL
         .into_iter()
-        .find(|k| k.dictionary_id(&cloud).to_string() == id.to_ascii_lowercase())
-        .map(|k| Json(dictionary(&cloud, k)))
-        .ok_or_else(|| ApiError::not_found(format!("alarm dictionary {id}")))
+        .find(|k| id_of(*k, cloud).to_string() == id.to_ascii_lowercase())
+        .map(|k| Json(dictionary(cloud, k)))
+        .ok_or_else(|| ApiError::not_found(format!("{what} {id}")))
 }
 
 /// The alarm dictionary of a resource type (the server type, or the edge-worker and ip-pool
@@ -394,11 +404,7 @@ async fn type_dictionary(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AlarmDictionary>, ApiError> {
     let cloud = cloud_settings(&state.db).await?;
-    ObjectKind::ALL
-        .into_iter()
-        .find(|k| k.type_id(&cloud).to_string() == id.to_ascii_lowercase())
-        .map(|k| Json(dictionary(&cloud, k)))
-        .ok_or_else(|| ApiError::not_found(format!("resource type {id}")))
+    dictionary_where(&cloud, &id, ObjectKind::type_id, "resource type")
 }
 
 /// The dictionary routes of the monitoring API.

@@ -256,6 +256,23 @@ pub struct Pass {
     pub queued: usize,
 }
 
+/// Runs `update` (an UPDATE of open alarm `id`, guarded by `open_key IS NOT NULL`) on `conn`
+/// and, when it changed the row, queues the notification of `event`; returns how many were
+/// queued, or `None` when the alarm was no longer open (another pass got it first).
+async fn update_open<'q>(
+    conn: &mut AnyConnection,
+    update: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    cloud: &CloudSettings,
+    id: &str,
+    event: EventType,
+    now: i64,
+) -> Result<Option<usize>, StoreError> {
+    if update.execute(&mut *conn).await?.rows_affected() == 0 {
+        return Ok(None);
+    }
+    notify_row(conn, cloud, id, event, now).await.map(Some)
+}
+
 async fn notify_row(
     conn: &mut AnyConnection,
     cloud: &CloudSettings,
@@ -277,14 +294,7 @@ pub async fn evaluate(db: &Db, now: i64) -> Result<Pass, StoreError> {
     let cloud = cloud_settings(db).await?;
     let mut tx = db.begin_write().await?;
     // The lock row: concurrent passes on other replicas wait here until this one commits.
-    sqlx::query(
-        "INSERT INTO settings (key, value) VALUES ($1, $2) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )
-    .bind(SCAN_LOCK_KEY)
-    .bind(now.to_string())
-    .execute(&mut *tx)
-    .await?;
+    crate::o2ims::put_setting(&mut tx, SCAN_LOCK_KEY, &now.to_string()).await?;
     let open = alarms::open_on(&mut tx).await?;
     let latches: BTreeSet<String> = sqlx::query_as::<_, (String,)>(
         "SELECT latch_key FROM o2ims_alarms WHERE latch_key IS NOT NULL",
@@ -310,38 +320,35 @@ pub async fn evaluate(db: &Db, now: i64) -> Result<Pass, StoreError> {
         let key = open_key(&a.definition, &a.object_kind, a.object_row);
         match now_holding.get(&key) {
             None => {
-                let done = sqlx::query(
+                let clear = sqlx::query(
                     "UPDATE o2ims_alarms SET cleared_at = $1, changed_at = $1, open_key = NULL \
                      WHERE id = $2 AND open_key IS NOT NULL",
                 )
                 .bind(now)
-                .bind(&a.id)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() == 0 {
-                    continue;
+                .bind(&a.id);
+                let queued =
+                    update_open(&mut tx, clear, &cloud, &a.id, EventType::Clear, now).await?;
+                if let Some(queued) = queued {
+                    pass.cleared += 1;
+                    pass.queued += queued;
                 }
-                pass.cleared += 1;
-                pass.queued += notify_row(&mut tx, &cloud, &a.id, EventType::Clear, now).await?;
             }
             Some(c) => {
                 let stored: Value = serde_json::from_str(&a.details).unwrap_or(Value::Null);
                 if stored != c.details {
-                    let done = sqlx::query(
+                    let change = sqlx::query(
                         "UPDATE o2ims_alarms SET details = $1, changed_at = $2 \
                          WHERE id = $3 AND open_key IS NOT NULL",
                     )
                     .bind(c.details.to_string())
                     .bind(now)
-                    .bind(&a.id)
-                    .execute(&mut *tx)
-                    .await?;
-                    if done.rows_affected() == 0 {
-                        continue;
+                    .bind(&a.id);
+                    let queued =
+                        update_open(&mut tx, change, &cloud, &a.id, EventType::Change, now).await?;
+                    if let Some(queued) = queued {
+                        pass.changed += 1;
+                        pass.queued += queued;
                     }
-                    pass.changed += 1;
-                    pass.queued +=
-                        notify_row(&mut tx, &cloud, &a.id, EventType::Change, now).await?;
                 }
             }
         }

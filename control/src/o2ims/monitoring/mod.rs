@@ -111,29 +111,14 @@ pub(crate) fn inventory_routes() -> OpenApiRouter<AppState> {
     dictionary::inventory_routes()
 }
 
-/// The alarm tasks of one process (the evaluator and notification delivery); dropping it stops
-/// them.
-#[derive(Debug)]
-pub struct Tasks {
-    handles: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Tasks {
-    fn drop(&mut self) {
-        for h in &self.handles {
-            h.abort();
-        }
-    }
-}
+pub use super::Tasks;
 
 /// Starts the alarm evaluator and the alarm notification delivery on the current Tokio
 /// runtime.
 #[must_use]
 pub fn spawn(db: &Db) -> Tasks {
-    Tasks {
-        handles: vec![
-            tokio::spawn(evaluator::run_evaluator(db.clone())),
-            tokio::spawn(notify::run_delivery(db.clone())),
-        ],
-    }
+    Tasks::new(vec![
+        tokio::spawn(evaluator::run_evaluator(db.clone())),
+        tokio::spawn(notify::run_delivery(db.clone())),
+    ])
 }

@@ -86,14 +86,7 @@ async fn store(db: &Db, c: &AlarmServiceConfiguration) -> Result<(), StoreError>
         (RETENTION_KEY, c.retention_period.to_string()),
         (EXTENSIONS_KEY, c.extensions.to_string()),
     ] {
-        sqlx::query(
-            "INSERT INTO settings (key, value) VALUES ($1, $2) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&mut *tx)
-        .await?;
+        crate::o2ims::put_setting(&mut tx, key, &value).await?;
     }
     tx.commit().await?;
     Ok(())
