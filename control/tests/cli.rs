@@ -20,6 +20,14 @@ fn user(dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// A `list` command's output as rows of whitespace-separated cells (the header first).
+fn table(listing: &str) -> Vec<Vec<&str>> {
+    listing
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect()
+}
+
 #[test]
 fn first_start_prints_the_admin_password_once() {
     let dir = TempDir::new("ims-cli-first");
@@ -169,10 +177,7 @@ fn user_subcommands() {
     let out = run(user(d, &["list"]), None);
     assert!(out.status.success());
     let listing = text(&out.stdout);
-    let rows: Vec<Vec<&str>> = listing
-        .lines()
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let rows = table(&listing);
     assert_eq!(rows[0][..3], ["ID", "USERNAME", "ROLE"]);
     assert_eq!(rows[1][1..3], ["alice", "admin"]);
     assert_eq!(rows[2][1..3], ["bob", "viewer"]);
@@ -448,10 +453,7 @@ fn client_subcommands() {
     let out = run(client(d, &["list"]), None);
     assert!(out.status.success());
     let listing = text(&out.stdout);
-    let rows: Vec<Vec<&str>> = listing
-        .lines()
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let rows = table(&listing);
     assert_eq!(rows.len(), 3, "{listing}");
     assert_eq!(rows[0][..3], ["CLIENT_ID", "SCOPES", "CREATED"]);
     assert_eq!(rows[1][..3], ["focom", "o2ims:read", "o2ims:subscribe"]);

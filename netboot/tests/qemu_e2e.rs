@@ -189,12 +189,7 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
         &site.dir().join("ims-control.log"),
         PASSWORD,
     );
-    control.call("POST", "/api/sites", Some(json!({"name": "lab"})));
-    control.call(
-        "POST",
-        "/api/cluster",
-        Some(json!({"name": "c-lab", "site": "lab"})),
-    );
+    control.site_with_cluster("lab", "c-lab");
     let script_url = format!("http://{SERVER_IP}:{HTTP_PORT}/boot.ipxe?mac=${{net0/mac}}");
     control.call(
         "POST",

@@ -54,12 +54,7 @@ fn lease_events_made_while_the_control_plane_is_down_are_recorded_exactly_once()
         PASSWORD,
     );
 
-    control.call("POST", "/api/sites", Some(json!({"name": "lab"})));
-    control.call(
-        "POST",
-        "/api/cluster",
-        Some(json!({"name": "c-lab", "site": "lab"})),
-    );
+    control.site_with_cluster("lab", "c-lab");
     control.call(
         "POST",
         "/api/boot-profiles",

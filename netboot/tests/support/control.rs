@@ -345,6 +345,16 @@ impl NsControl {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
+    /// Create site `site` and, in it, cluster `cluster`.
+    pub(crate) fn site_with_cluster(&self, site: &str, cluster: &str) {
+        self.call("POST", "/api/sites", Some(json!({"name": site})));
+        self.call(
+            "POST",
+            "/api/cluster",
+            Some(json!({"name": cluster, "site": site})),
+        );
+    }
+
     /// Kill it (by PID) and reap it.
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
