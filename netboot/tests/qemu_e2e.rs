@@ -203,14 +203,7 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
                                 {TOKEN_ARG}={run_token} phone_home={{phone_home}}"),
         })),
     );
-    control.call(
-        "POST",
-        "/api/ippools",
-        Some(
-            json!({"site": "lab", "cidr": "10.77.0.0/24", "range_start": "10.77.0.100",
-                    "range_end": "10.77.0.150"}),
-        ),
-    );
+    control.lan_pool("lab");
     let machine = control.call(
         "POST",
         "/api/machines",

@@ -60,14 +60,7 @@ fn lease_events_made_while_the_control_plane_is_down_are_recorded_exactly_once()
         "/api/boot-profiles",
         Some(json!({"name": "p-lab", "site": "lab", "bios": "undionly.kpxe"})),
     );
-    control.call(
-        "POST",
-        "/api/ippools",
-        Some(
-            json!({"site": "lab", "cidr": "10.77.0.0/24", "range_start": "10.77.0.100",
-                    "range_end": "10.77.0.150"}),
-        ),
-    );
+    control.lan_pool("lab");
     let ids: Vec<i64> = MACS
         .iter()
         .enumerate()

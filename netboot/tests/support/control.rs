@@ -355,6 +355,19 @@ impl NsControl {
         );
     }
 
+    /// Create the IP pool of site `site` for the site's LAN: 10.77.0.0/24, addresses
+    /// 10.77.0.100 to 10.77.0.150.
+    pub(crate) fn lan_pool(&self, site: &str) {
+        self.call(
+            "POST",
+            "/api/ippools",
+            Some(
+                json!({"site": site, "cidr": "10.77.0.0/24", "range_start": "10.77.0.100",
+                        "range_end": "10.77.0.150"}),
+            ),
+        );
+    }
+
     /// Kill it (by PID) and reap it.
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
