@@ -8,21 +8,24 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use process::{Server, curl, ims_control, login, printed_admin_password, run, text};
+use process::{
+    Server, curl, get, ims_control, login, printed_admin_password, run, self_signed_cert, serve,
+    text,
+};
 use support::tempdir::TempDir;
-
-fn serve(dir: &Path) -> Command {
-    let mut cmd = ims_control();
-    cmd.arg("serve")
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir);
-    cmd
-}
 
 fn user(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = ims_control();
     cmd.arg("user").args(args).arg("--data-dir").arg(dir);
     cmd
+}
+
+/// A `list` command's output as rows of whitespace-separated cells (the header first).
+fn table(listing: &str) -> Vec<Vec<&str>> {
+    listing
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect()
 }
 
 #[test]
@@ -43,13 +46,7 @@ fn first_start_prints_the_admin_password_once() {
     );
 
     let token = login(&a.url, "admin", password, &[]);
-    let me = curl(
-        "GET",
-        &format!("{}/api/users/me", a.url),
-        Some(&token),
-        None,
-        &[],
-    );
+    let me = get(&a.url, "/api/users/me", &token);
     assert_eq!(me.status, 200, "{}", me.body);
     assert_eq!(me.json()["role"], "admin");
     let wrong = curl(
@@ -86,13 +83,7 @@ fn first_start_prints_the_admin_password_once() {
         b.stdout()
     );
     assert!(b.stdout().is_empty(), "{:?}", b.stdout());
-    let me = curl(
-        "GET",
-        &format!("{}/api/users/me", b.url),
-        Some(&token),
-        None,
-        &[],
-    );
+    let me = get(&b.url, "/api/users/me", &token);
     assert_eq!(
         me.status, 200,
         "a token from the first run still works: {}",
@@ -186,10 +177,7 @@ fn user_subcommands() {
     let out = run(user(d, &["list"]), None);
     assert!(out.status.success());
     let listing = text(&out.stdout);
-    let rows: Vec<Vec<&str>> = listing
-        .lines()
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let rows = table(&listing);
     assert_eq!(rows[0][..3], ["ID", "USERNAME", "ROLE"]);
     assert_eq!(rows[1][1..3], ["alice", "admin"]);
     assert_eq!(rows[2][1..3], ["bob", "viewer"]);
@@ -307,31 +295,7 @@ fn bad_database_urls_fail_clearly() {
 #[test]
 fn https_with_a_self_signed_certificate() {
     let dir = TempDir::new("ims-cli-tls");
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-days",
-            "2",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (cert, key) = self_signed_cert(dir.path());
 
     let mut cmd = serve(&dir.path().join("data"));
     cmd.arg("--tls-cert").arg(&cert).arg("--tls-key").arg(&key);
@@ -489,10 +453,7 @@ fn client_subcommands() {
     let out = run(client(d, &["list"]), None);
     assert!(out.status.success());
     let listing = text(&out.stdout);
-    let rows: Vec<Vec<&str>> = listing
-        .lines()
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let rows = table(&listing);
     assert_eq!(rows.len(), 3, "{listing}");
     assert_eq!(rows[0][..3], ["CLIENT_ID", "SCOPES", "CREATED"]);
     assert_eq!(rows[1][..3], ["focom", "o2ims:read", "o2ims:subscribe"]);
@@ -506,12 +467,10 @@ fn client_subcommands() {
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert_eq!(ok.json()["scope"], "o2ims:read o2ims:subscribe");
     let token = ok.json()["access_token"].as_str().unwrap().to_owned();
-    let inventory = curl(
-        "GET",
-        &format!("{}/o2ims-infrastructureInventory/v1/resourcePools", s.url),
-        Some(&token),
-        None,
-        &[],
+    let inventory = get(
+        &s.url,
+        "/o2ims-infrastructureInventory/v1/resourcePools",
+        &token,
     );
     assert_eq!(inventory.status, 200, "{}", inventory.body);
 
@@ -529,12 +488,10 @@ fn client_subcommands() {
     let out = run(client(d, &["del", "focom"]), None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "deleted client focom");
-    let gone = curl(
-        "GET",
-        &format!("{}/o2ims-infrastructureInventory/v1/resourcePools", s.url),
-        Some(&token),
-        None,
-        &[],
+    let gone = get(
+        &s.url,
+        "/o2ims-infrastructureInventory/v1/resourcePools",
+        &token,
     );
     assert_eq!(gone.status, 401, "{}", gone.body);
     assert!(gone.body.contains("no longer exists"), "{}", gone.body);

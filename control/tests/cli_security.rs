@@ -5,19 +5,8 @@
 mod process;
 mod support;
 
-use std::path::Path;
-use std::process::Command;
-
-use process::{Server, curl, ims_control, login, run, text};
+use process::{Server, curl, get, ims_control, login, run, self_signed_cert, serve, text};
 use support::tempdir::TempDir;
-
-fn serve(dir: &Path) -> Command {
-    let mut cmd = ims_control();
-    cmd.arg("serve")
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir);
-    cmd
-}
 
 /// The value of header `name` in curl `-i` output.
 fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
@@ -37,31 +26,7 @@ fn kid(token: &str) -> String {
 #[test]
 fn headers_over_http_and_https() {
     let dir = TempDir::new("ims-cli-headers");
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-days",
-            "2",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (cert, key) = self_signed_cert(dir.path());
 
     let mut cmd = serve(&dir.path().join("plain"));
     cmd.env("IMS_ADMIN_PASSWORD", "headers-pass");
@@ -137,13 +102,7 @@ fn rotate_key_keeps_a_running_servers_tokens() {
     assert!(said.contains("1day 2m"), "{said}");
 
     // The running server still accepts the token it issued before the rotation.
-    let me = curl(
-        "GET",
-        &format!("{}/api/users/me", s.url),
-        Some(&before),
-        None,
-        &[],
-    );
+    let me = get(&s.url, "/api/users/me", &before);
     assert_eq!(me.status, 200, "{}", me.body);
 
     // A second rotation keeps all three keys (none has expired).

@@ -8,15 +8,13 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use process::{Server, curl, ims_control, login, printed_admin_password};
+use process::{Server, curl, get, login, printed_admin_password, serve};
 use serde_json::json;
 use support::tempdir::TempDir;
 
 fn replica(database: &str, dir: &Path) -> Command {
-    let mut cmd = ims_control();
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .env("IMS_DATABASE_URL", database);
+    let mut cmd = serve(dir);
+    cmd.env("IMS_DATABASE_URL", database);
     cmd
 }
 
@@ -52,13 +50,7 @@ async fn two_replicas_share_one_postgres_database() {
     );
     assert_eq!(created.status, 201, "{}", created.body);
     let id = created.json()["id"].as_i64().expect("id");
-    let read = curl(
-        "GET",
-        &format!("{}/api/cluster/{id}", b.url),
-        Some(&token),
-        None,
-        &[],
-    );
+    let read = get(&b.url, &format!("/api/cluster/{id}"), &token);
     assert_eq!(read.status, 200, "{}", read.body);
     assert_eq!(read.json()["name"], "edge-scale");
     assert_eq!(read.json()["description"], "made through A");
@@ -73,22 +65,10 @@ async fn two_replicas_share_one_postgres_database() {
     );
     assert_eq!(created.status, 201, "{}", created.body);
     let ops = login(&a.url, "ops", "ops-pass-1", &[]);
-    let me = curl(
-        "GET",
-        &format!("{}/api/users/me", b.url),
-        Some(&ops),
-        None,
-        &[],
-    );
+    let me = get(&b.url, "/api/users/me", &ops);
     assert_eq!(me.status, 200, "{}", me.body);
     assert_eq!(me.json()["username"], "ops");
-    let list = curl(
-        "GET",
-        &format!("{}/api/users", a.url),
-        Some(&token),
-        None,
-        &[],
-    );
+    let list = get(&a.url, "/api/users", &token);
     assert_eq!(list.json()["count"], 2);
 
     // Both stop cleanly; then the database goes.

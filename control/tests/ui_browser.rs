@@ -26,7 +26,7 @@ use ims_proto::{
     MacAddr, Metrics, PhoneHome, ServiceState, ServiceStatus, SnapshotAck, TftpCompleted,
     TransferFailed,
 };
-use process::{Server, curl, ims_control, login, run, text};
+use process::{Server, curl, ims_control, login, quic_addr, run, text};
 use serde_json::json;
 use support::tempdir::TempDir;
 use tokio::sync::oneshot;
@@ -146,17 +146,6 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> (bool, String, String) {
         ));
     }
     (ok, out, err)
-}
-
-fn quic_addr(lines: &[String]) -> Option<SocketAddr> {
-    lines.iter().find_map(|l| {
-        l.split("quic listening on ")
-            .nth(1)?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    })
 }
 
 fn heartbeat(seq: u64) -> EdgeMessage {

@@ -8,7 +8,6 @@ mod process;
 mod support;
 mod uplink_client;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -20,7 +19,7 @@ use ims_control::store::sites::{self, SiteValues};
 use ims_control::uplink::Ca;
 use ims_control::uplink::tokens::{self, JoinToken, Refusal};
 use ims_proto::{ControlMessage, ErrorCode};
-use process::{Server, ims_control, run, text};
+use process::{Server, ims_control, quic_addr, run, text};
 use support::tempdir::TempDir;
 use uplink_client::Edge;
 
@@ -34,17 +33,6 @@ async fn blocking(c: Command) -> std::process::Output {
     tokio::task::spawn_blocking(move || run(c, None))
         .await
         .expect("join")
-}
-
-fn quic_addr(lines: &[String]) -> Option<SocketAddr> {
-    lines.iter().find_map(|l| {
-        l.split("quic listening on ")
-            .nth(1)?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,11 +21,11 @@ mod support;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use deploy::dashboard_queries;
 use serde_json::{Value, json};
+use support::control::join_token;
 use support::http::{http, ims_control};
 use support::site::{NETBOOTD, SERVER_IP};
 use support::tftp::Lab;
@@ -326,22 +326,7 @@ fn run_site_and_scrape() -> (String, String) {
     }
 
     // Enrol with a join token from the environment, as the DaemonSet's init container does.
-    let out = Command::new(ims_control())
-        .args(["join-token", "--site", "lab", "--data-dir"])
-        .arg(&control_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let join = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_owned();
+    let join = join_token(&control_dir, "lab");
     let control_section = format!("[control]\nendpoint = \"{CONTROL_QUIC}\"\n");
     let enroll_config = lab.site.dir().join("enroll.toml");
     std::fs::write(

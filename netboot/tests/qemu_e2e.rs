@@ -35,7 +35,6 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ims_bench::lab::qemu::payload::cache_dir;
@@ -44,13 +43,11 @@ use ims_bench::lab::qemu::{
     RouterAdvertiser, SNPONLY_EFI, TOKEN_ARG, UNDIONLY_KPXE,
 };
 use serde_json::{Value, json};
-use support::http::{http, ims_control};
+use support::control::{NS_QUIC, NsControl, enroll_in_ns, wait};
 use support::netns;
-use support::site::{CLIENT_IF, NETBOOTD, SERVER_IF, SERVER_IP, Site};
+use support::site::{CLIENT_IF, SERVER_IF, SERVER_IP, Site};
 
 const PASSWORD: &str = "qemu-e2e-admin-password";
-const API: &str = "127.0.0.1:18000";
-const QUIC: &str = "127.0.0.1:17443";
 const HTTP_PORT: u16 = 8080;
 const MAC: &str = "52:54:00:e2:e0:01";
 const MACHINE_IP: &str = "10.77.0.11";
@@ -63,93 +60,29 @@ const UEFI_TIMEOUT: Duration = Duration::from_secs(90);
 /// Bound for the UEFI boot to phone-home.
 const UEFI_BOOT_TIMEOUT: Duration = Duration::from_secs(150);
 
-/// `ims-control serve` in the server namespace, killed (by PID) on drop.
-struct Control {
-    child: Child,
-    ns: String,
-    token: String,
-}
-
-impl Control {
-    fn start(site: &Site, data: &Path) -> Self {
-        let log = std::fs::File::create(site.dir().join("ims-control.log")).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &site.server_ns])
-            .arg(ims_control())
-            .args(["serve", "--listen", API, "--quic-listen", QUIC])
-            .args(["--heartbeat-interval", "1s", "--data-dir"])
-            .arg(data)
-            .env("IMS_ADMIN_PASSWORD", PASSWORD)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut c = Self {
-            child,
-            ns: site.server_ns.clone(),
-            token: String::new(),
-        };
-        let body = json!({"username": "admin", "password": PASSWORD});
-        let (_, text) = wait("ims-control to answer a login", 60, || {
-            c.raw("POST", "/api/token/", Some(&body))
-                .filter(|(s, _)| *s == 200)
-        });
-        c.token = serde_json::from_str::<Value>(&text).unwrap()["access"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        c
-    }
-
-    fn raw(&self, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, String)> {
-        let addr = API.parse().unwrap();
-        let token = (!self.token.is_empty()).then(|| self.token.clone());
-        let (method, path, body) = (method.to_owned(), path.to_owned(), body.cloned());
-        netns::run_in(&self.ns, move || {
-            http(&method, addr, &path, token.as_deref(), body.as_ref())
+/// The machine's timeline, oldest first, as `(kind, message, detail)`.
+fn timeline_of(control: &NsControl, id: i64) -> Vec<(String, String, Value)> {
+    let page = control.call(
+        "GET",
+        &format!("/api/machines/{id}/events?page_size=1000"),
+        None,
+    );
+    let mut out: Vec<(i64, String, String, Value)> = page["results"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| {
+            (
+                e["id"].as_i64().unwrap_or_default(),
+                e["kind"].as_str().unwrap_or_default().to_owned(),
+                e["message"].as_str().unwrap_or_default().to_owned(),
+                e["detail"].clone(),
+            )
         })
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let (status, text) = self
-            .raw(method, path, body.as_ref())
-            .unwrap_or_else(|| panic!("{method} {path}: no answer"));
-        assert!(status < 300, "{method} {path}: HTTP {status} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    }
-
-    /// The machine's timeline, oldest first, as `(kind, message, detail)`.
-    fn timeline(&self, id: i64) -> Vec<(String, String, Value)> {
-        let page = self.call(
-            "GET",
-            &format!("/api/machines/{id}/events?page_size=1000"),
-            None,
-        );
-        let mut out: Vec<(i64, String, String, Value)> = page["results"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| {
-                (
-                    e["id"].as_i64().unwrap_or_default(),
-                    e["kind"].as_str().unwrap_or_default().to_owned(),
-                    e["message"].as_str().unwrap_or_default().to_owned(),
-                    e["detail"].clone(),
-                )
-            })
-            .collect();
-        out.sort_by_key(|e| e.0);
-        out.into_iter().map(|(_, k, m, d)| (k, m, d)).collect()
-    }
-}
-
-impl Drop for Control {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        .collect();
+    out.sort_by_key(|e| e.0);
+    out.into_iter().map(|(_, k, m, d)| (k, m, d)).collect()
 }
 
 /// Start the machine on the LAN's tap.
@@ -180,20 +113,6 @@ impl Drop for RemoveOnDrop {
         } else {
             let _ = std::fs::remove_dir_all(&dir);
         }
-    }
-}
-
-fn wait<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs} s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -264,13 +183,13 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
     // The control plane: site, cluster, boot profile, pool and the machine.
     let control_data = site.dir().join("control");
     std::fs::create_dir_all(&control_data).unwrap();
-    let control = Control::start(&site, &control_data);
-    control.call("POST", "/api/sites", Some(json!({"name": "lab"})));
-    control.call(
-        "POST",
-        "/api/cluster",
-        Some(json!({"name": "c-lab", "site": "lab"})),
+    let control = NsControl::start(
+        &site,
+        &control_data,
+        &site.dir().join("ims-control.log"),
+        PASSWORD,
     );
+    control.site_with_cluster("lab", "c-lab");
     let script_url = format!("http://{SERVER_IP}:{HTTP_PORT}/boot.ipxe?mac=${{net0/mac}}");
     control.call(
         "POST",
@@ -284,14 +203,7 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
                                 {TOKEN_ARG}={run_token} phone_home={{phone_home}}"),
         })),
     );
-    control.call(
-        "POST",
-        "/api/ippools",
-        Some(
-            json!({"site": "lab", "cidr": "10.77.0.0/24", "range_start": "10.77.0.100",
-                    "range_end": "10.77.0.150"}),
-        ),
-    );
+    control.lan_pool("lab");
     let machine = control.call(
         "POST",
         "/api/machines",
@@ -303,44 +215,7 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
     let id = machine["id"].as_i64().unwrap();
 
     // Enrol the edge, then run it: DHCP on srv0, TFTP and HTTP from the root.
-    let token_out = site.run_in(
-        &site.server_ns,
-        &[
-            ims_control().to_str().unwrap(),
-            "join-token",
-            "--site",
-            "lab",
-            "--data-dir",
-            control_data.to_str().unwrap(),
-        ],
-        Duration::from_secs(30),
-    );
-    assert!(token_out.success(), "join-token failed:\n{token_out}");
-    let join = token_out.stdout.lines().last().unwrap().trim().to_owned();
-    let enrol_config = site.dir().join("enrol.toml");
-    std::fs::write(
-        &enrol_config,
-        format!(
-            "data_dir = \"{}\"\n[control]\nendpoint = \"{QUIC}\"\n",
-            site.data_dir().display()
-        ),
-    )
-    .unwrap();
-    let enrolled = site.run_in(
-        &site.server_ns,
-        &[
-            NETBOOTD,
-            "enroll",
-            "--config",
-            enrol_config.to_str().unwrap(),
-            "--control",
-            QUIC,
-            "--token",
-            &join,
-        ],
-        Duration::from_secs(30),
-    );
-    assert!(enrolled.success(), "enroll failed:\n{enrolled}");
+    enroll_in_ns(&site, &control_data);
     let root_s = root.display();
     site.start_netbootd(&format!(
         "[[interface]]\nname = \"srv0\"\naddress = \"{SERVER_IP}\"\n\n\
@@ -348,7 +223,7 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
          range = [\"10.77.0.100\", \"10.77.0.150\"]\n\n\
          [tftp]\nroot = \"{root_s}\"\nlisten = \"{SERVER_IP}:69\"\n\n\
          [http]\nlisten = \"{SERVER_IP}:{HTTP_PORT}\"\nroot = \"{root_s}\"\n\n\
-         [control]\nendpoint = \"{QUIC}\"\n"
+         [control]\nendpoint = \"{NS_QUIC}\"\n"
     ));
     site.wait_metric("netbootd_uplink_connected", &[], "== 1", |v| v == 1.0);
     let script = wait("the machine's iPXE script at the edge", 30, || {
@@ -390,7 +265,7 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
     });
     assert_eq!(m["netboot"], false, "{m}");
     let timeline = wait("the whole timeline at the control plane", 20, || {
-        let t = control.timeline(id);
+        let t = timeline_of(&control, id);
         t.iter().any(|(k, _, _)| k == "phone_home").then_some(t)
     });
     let has = |kind: &str, text: &str| {
@@ -452,7 +327,7 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
     );
     eprintln!("[qemu_e2e] second boot fell through ({seen:?}) after {at:?}");
     let second = wait("the second boot's lease at the control plane", 20, || {
-        let t = control.timeline(id);
+        let t = timeline_of(&control, id);
         t[before..]
             .iter()
             .any(|(k, _, _)| k == "lease")
@@ -485,11 +360,11 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
     wait("netboot on again at the edge", 20, || {
         edge_script(&site).filter(|s| s.contains("kernel "))
     });
-    let before = control.timeline(id).len();
+    let before = timeline_of(&control, id).len();
     let mut vm = start_vm(&lan, Firmware::UefiPxe, accel, site.dir(), "uefi");
     let started = Instant::now();
     let entries = loop {
-        let t = control.timeline(id);
+        let t = timeline_of(&control, id);
         let done = t[before..]
             .iter()
             .any(|(k, m, _)| k == "transfer_completed" && m.contains("snponly.efi"));
@@ -572,7 +447,7 @@ fn qemu_pxe_boots_through_netbootd_to_active_and_boots_only_once() {
         (m["status"] == "ACTIVE" && m["netboot"] == false).then_some(m)
     });
     let entries = wait("the UEFI boot's phone-home in the timeline", 20, || {
-        let t = control.timeline(id);
+        let t = timeline_of(&control, id);
         t[before..]
             .iter()
             .any(|(k, _, _)| k == "phone_home")

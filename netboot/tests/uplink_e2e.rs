@@ -15,219 +15,23 @@
 // A process test reads the clock and uses real timeouts; a failed setup step panics the test.
 #![allow(clippy::disallowed_methods, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use support::http::{http, ims_control};
+use serde_json::json;
+use support::TempDir;
+use support::control::{Control, Proc, edge_config, enroll, free_port, join_token, wait_for};
+use support::http::http;
+use support::site::NETBOOTD;
 
 mod support;
 
 const MAC: &str = "52:54:00:00:07:01";
 const ADMIN_PASSWORD: &str = "e2e-admin-password-1";
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("netbootd-e2e-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process killed (by its PID) when dropped, with its stderr lines collected.
-struct Proc {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Self {
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Self { child, lines }
-    }
-
-    fn log(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    /// SIGTERM, then wait (at most 10 s).
-    fn stop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        panic!(
-            "process did not stop on SIGTERM within 10 s:\n{}",
-            self.log()
-        );
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 fn netbootd() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_netbootd"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Poll `f` every 100 ms until it returns `Some`, for at most `limit`.
-fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The address after `marker` in the first log line holding it.
-fn logged_addr(log: &str, marker: &str) -> Option<SocketAddr> {
-    log.lines().find_map(|l| {
-        l.split(marker)
-            .nth(1)?
-            .split_whitespace()
-            .next()?
-            .trim_start_matches("http://")
-            .trim_end_matches(|c: char| !c.is_ascii_digit())
-            .parse()
-            .ok()
-    })
-}
-
-struct Control {
-    proc: Proc,
-    api: SocketAddr,
-    quic: SocketAddr,
-    token: String,
-}
-
-impl Control {
-    fn start(dir: &Path) -> Self {
-        let mut cmd = Command::new(ims_control());
-        cmd.args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--quic-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--heartbeat-interval", "1s", "--data-dir"])
-        .arg(dir)
-        .env("IMS_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("RUST_LOG", "info");
-        let proc = Proc::spawn(cmd);
-        let (api, quic) = wait_for(Duration::from_secs(60), "ims-control to listen", || {
-            let log = proc.log();
-            Some((
-                logged_addr(&log, "listening on ")?,
-                logged_addr(&log, "quic listening on ")?,
-            ))
-        });
-        let (status, body) = wait_for(Duration::from_secs(10), "a login", || {
-            http(
-                "POST",
-                api,
-                "/api/token/",
-                None,
-                Some(&json!({"username": "admin", "password": ADMIN_PASSWORD})),
-            )
-        });
-        assert_eq!(status, 200, "login: {body}");
-        let token = serde_json::from_str::<Value>(&body).unwrap()["access"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        Self {
-            proc,
-            api,
-            quic,
-            token,
-        }
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let (status, text) = http(method, self.api, path, Some(&self.token), body.as_ref())
-            .unwrap_or_else(|| panic!("{method} {path}: no answer"));
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    fn create(&self, path: &str, body: Value) -> Value {
-        let (status, value) = self.call("POST", path, Some(body));
-        assert_eq!(status, 201, "POST {path}: {value}");
-        value
-    }
-}
-
-fn netbootd_config(dir: &Path, control: SocketAddr, http_port: u16, metrics_port: u16) -> PathBuf {
-    let root = dir.join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    let path = dir.join("netbootd.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "data_dir = \"{}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
-             [http]\nlisten = \"127.0.0.1:{http_port}\"\nroot = \"{}\"\n\
-             [control]\nendpoint = \"{control}\"\n",
-            dir.join("data").display(),
-            root.display()
-        ),
-    )
-    .unwrap();
-    path
+    Command::new(NETBOOTD)
 }
 
 fn script(http_port: u16) -> Option<String> {
@@ -238,9 +42,9 @@ fn script(http_port: u16) -> Option<String> {
 
 #[test]
 fn enrol_sync_heartbeat_phone_home_and_serve_from_the_snapshot() {
-    let control_dir = TempDir::new("control");
-    let edge_dir = TempDir::new("edge");
-    let mut control = Control::start(&control_dir.0);
+    let control_dir = TempDir::new(&format!("e2e-control-{}", std::process::id()));
+    let edge_dir = TempDir::new(&format!("e2e-edge-{}", std::process::id()));
+    let mut control = Control::start(control_dir.path(), ADMIN_PASSWORD);
 
     control.create("/api/sites", json!({"name": "lab"}));
     control.create("/api/cluster", json!({"name": "c-lab", "site": "lab"}));
@@ -262,34 +66,11 @@ fn enrol_sync_heartbeat_phone_home_and_serve_from_the_snapshot() {
     let machine_id = machine["id"].clone();
 
     // A join token, then enrolment.
-    let out = Command::new(ims_control())
-        .args(["join-token", "--site", "lab", "--data-dir"])
-        .arg(&control_dir.0)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let token = stdout.lines().last().unwrap().trim().to_owned();
+    let token = join_token(control_dir.path(), "lab");
     let http_port = free_port();
     let metrics_port = free_port();
-    let config = netbootd_config(&edge_dir.0, control.quic, http_port, metrics_port);
-    let out = netbootd()
-        .arg("enroll")
-        .arg("--config")
-        .arg(&config)
-        .args(["--control", &control.quic.to_string(), "--token", &token])
-        .output()
-        .unwrap();
-    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "enroll: {printed}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let config = edge_config(edge_dir.path(), control.quic, http_port, metrics_port);
+    let printed = enroll(&config, control.quic, &token);
     assert!(printed.contains("site lab"), "{printed}");
     assert!(
         printed.contains(&format!("endpoint = \"{}\"", control.quic)),

@@ -10,106 +10,20 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use support::http::{http, ims_control};
-use support::netns;
-use support::site::{NETBOOTD, Site};
+use serde_json::json;
+use support::control::{NS_QUIC, NsControl, enroll_in_ns, wait};
+use support::site::Site;
 
 const PASSWORD: &str = "outage-admin-password";
-const API: &str = "127.0.0.1:18000";
-const QUIC: &str = "127.0.0.1:17443";
 const MACS: [&str; 3] = [
     "52:54:00:0a:00:01",
     "52:54:00:0a:00:02",
     "52:54:00:0a:00:03",
 ];
 
-/// `ims-control serve` in the server namespace, killed (by PID) on drop.
-struct Control {
-    child: Child,
-    ns: String,
-    token: String,
-}
-
-impl Control {
-    fn start(site: &Site, data: &std::path::Path) -> Self {
-        let log = std::fs::File::create(data.join("ims-control.log")).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &site.server_ns])
-            .arg(ims_control())
-            .args(["serve", "--listen", API, "--quic-listen", QUIC])
-            .args(["--heartbeat-interval", "1s", "--data-dir"])
-            .arg(data)
-            .env("IMS_ADMIN_PASSWORD", PASSWORD)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut c = Self {
-            child,
-            ns: site.server_ns.clone(),
-            token: String::new(),
-        };
-        let body = json!({"username": "admin", "password": PASSWORD});
-        let (_, text) = wait("ims-control to answer a login", 60, || {
-            c.raw("POST", "/api/token/", Some(&body))
-                .filter(|(s, _)| *s == 200)
-        });
-        c.token = serde_json::from_str::<Value>(&text).unwrap()["access"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        c
-    }
-
-    fn raw(&self, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, String)> {
-        let addr = API.parse().unwrap();
-        let token = (!self.token.is_empty()).then(|| self.token.clone());
-        let (method, path, body) = (method.to_owned(), path.to_owned(), body.cloned());
-        netns::run_in(&self.ns, move || {
-            http(&method, addr, &path, token.as_deref(), body.as_ref())
-        })
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let (status, text) = self
-            .raw(method, path, body.as_ref())
-            .unwrap_or_else(|| panic!("{method} {path}: no answer"));
-        assert!(status < 300, "{method} {path}: HTTP {status} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Control {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn wait<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs} s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn lease_granted_entries(control: &Control, machine: i64) -> usize {
+fn lease_granted_entries(control: &NsControl, machine: i64) -> usize {
     let events = control.call(
         "GET",
         &format!("/api/machines/{machine}/events?page_size=1000"),
@@ -133,27 +47,20 @@ fn lease_events_made_while_the_control_plane_is_down_are_recorded_exactly_once()
     let mut site = Site::new("uplinkout");
     let control_data = site.dir().join("control");
     std::fs::create_dir_all(&control_data).unwrap();
-    let mut control = Control::start(&site, &control_data);
-
-    control.call("POST", "/api/sites", Some(json!({"name": "lab"})));
-    control.call(
-        "POST",
-        "/api/cluster",
-        Some(json!({"name": "c-lab", "site": "lab"})),
+    let mut control = NsControl::start(
+        &site,
+        &control_data,
+        &control_data.join("ims-control.log"),
+        PASSWORD,
     );
+
+    control.site_with_cluster("lab", "c-lab");
     control.call(
         "POST",
         "/api/boot-profiles",
         Some(json!({"name": "p-lab", "site": "lab", "bios": "undionly.kpxe"})),
     );
-    control.call(
-        "POST",
-        "/api/ippools",
-        Some(
-            json!({"site": "lab", "cidr": "10.77.0.0/24", "range_start": "10.77.0.100",
-                    "range_end": "10.77.0.150"}),
-        ),
-    );
+    control.lan_pool("lab");
     let ids: Vec<i64> = MACS
         .iter()
         .enumerate()
@@ -171,50 +78,14 @@ fn lease_events_made_while_the_control_plane_is_down_are_recorded_exactly_once()
         .collect();
 
     // Enrol: a token from the CLI (in the namespace, same data dir), then `netbootd enroll`.
-    let token_out = site.run_in(
-        &site.server_ns,
-        &[
-            ims_control().to_str().unwrap(),
-            "join-token",
-            "--site",
-            "lab",
-            "--data-dir",
-            control_data.to_str().unwrap(),
-        ],
-        Duration::from_secs(30),
-    );
-    let token = token_out.stdout.lines().last().unwrap().trim().to_owned();
-    let enrol_config = site.dir().join("enrol.toml");
-    std::fs::write(
-        &enrol_config,
-        format!(
-            "data_dir = \"{}\"\n[control]\nendpoint = \"{QUIC}\"\n",
-            site.data_dir().display()
-        ),
-    )
-    .unwrap();
-    let enrolled = site.run_in(
-        &site.server_ns,
-        &[
-            NETBOOTD,
-            "enroll",
-            "--config",
-            enrol_config.to_str().unwrap(),
-            "--control",
-            QUIC,
-            "--token",
-            &token,
-        ],
-        Duration::from_secs(30),
-    );
-    assert!(enrolled.success(), "enroll failed:\n{enrolled}");
+    enroll_in_ns(&site, &control_data);
 
     // The edge: DHCP on srv0 with the subnet in the file (DHCP starts with it); machines and
     // boot profiles come from the control plane's snapshot.
     site.start_netbootd(&format!(
         "[[interface]]\nname = \"srv0\"\naddress = \"10.77.0.1\"\n\n\
          [[subnet]]\ncidr = \"10.77.0.0/24\"\nlease_time = \"1h\"\n\
-         range = [\"10.77.0.100\", \"10.77.0.150\"]\n\n[control]\nendpoint = \"{QUIC}\"\n"
+         range = [\"10.77.0.100\", \"10.77.0.150\"]\n\n[control]\nendpoint = \"{NS_QUIC}\"\n"
     ));
     site.wait_metric("netbootd_uplink_connected", &[], "== 1", |v| v == 1.0);
 
@@ -245,7 +116,12 @@ fn lease_events_made_while_the_control_plane_is_down_are_recorded_exactly_once()
     }
 
     // Back: every event is recorded once and the outbox drains.
-    let control = Control::start(&site, &control_data);
+    let control = NsControl::start(
+        &site,
+        &control_data,
+        &control_data.join("ims-control.log"),
+        PASSWORD,
+    );
     site.wait_metric("netbootd_uplink_outbox_depth", &[], "== 0", |v| v == 0.0);
     for (i, id) in ids.iter().enumerate() {
         wait(&format!("machine {i}'s lease event"), 30, || {

@@ -1,9 +1,12 @@
 //! Running the real `ims-control` binary in tests: a child process with its output collected
 //! line by line, killed (by its own PID) when the guard is dropped, and `curl` as the HTTP
-//! client.
+//! client; `serve` on a free loopback port, a self-signed certificate for it (`openssl`), and
+//! the addresses it logs.
 #![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -38,6 +41,58 @@ pub fn ims_control() -> Command {
     cmd.env("RUST_LOG", "info");
     cmd.env("IMS_QUIC_LISTEN", "127.0.0.1:0");
     cmd
+}
+
+/// `ims-control serve` on a free loopback port (`--listen 127.0.0.1:0`) with its data in `dir`.
+pub fn serve(dir: &Path) -> Command {
+    let mut cmd = ims_control();
+    cmd.arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir);
+    cmd
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1 (P-256, valid 2 days) made by
+/// `openssl`: `(dir/cert.pem, dir/key.pem)`.
+pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-days",
+            "2",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (cert, key)
+}
+
+/// The QUIC uplink address from the server's `quic listening on ADDR` log line, once logged.
+pub fn quic_addr(lines: &[String]) -> Option<SocketAddr> {
+    lines.iter().find_map(|l| {
+        l.split("quic listening on ")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
 }
 
 /// Runs a short command to completion (bounded: 60 s), with `stdin` fed when given.
@@ -269,6 +324,11 @@ pub fn curl(
         status: code.trim().parse().expect("status code"),
         body: body.to_owned(),
     }
+}
+
+/// `GET {base}{path}` with `token` as a bearer token.
+pub fn get(base: &str, path: &str, token: &str) -> Answer {
+    curl("GET", &format!("{base}{path}"), Some(token), None, &[])
 }
 
 /// The access token for `username`/`password` from `POST /api/token`.

@@ -7,6 +7,8 @@
 //! - [`client`]: real DHCP clients we did not write (ISC dhclient, busybox udhcpc, ISC dhcrelay)
 //!   driven through a hook script that records what they received, and a raw UDP client for
 //!   hand-crafted packets.
+//! - [`control`]: the real `ims-control` (on loopback or in the server namespace), logged in as
+//!   admin, and enrolling `netbootd` with it.
 //! - [`dhcp`]: a small, test-only BOOTP/DHCP encoder/decoder, independent of the daemon's own.
 //! - [`observe`]: parsing `/metrics` (Prometheus text) and `netbootd leases --json`.
 //! - [`netns`]: run a closure on a thread that has entered a namespace (sockets, HTTP GET).
@@ -24,6 +26,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod client;
+pub(crate) mod control;
 pub(crate) mod dhcp;
 pub(crate) mod http;
 pub(crate) mod netns;
