@@ -42,7 +42,7 @@ struct Args {
     keep: bool,
     /// Boot K of the N machines as real QEMU machines (1–32; SeaBIOS + the NIC's iPXE ROM on
     /// taps in the site's bridge, a Debian kernel and busybox initramfs fetched once with
-    /// `apt-get download` into target/<profile>/qemu-e2e-cache or $IMS_QEMU_E2E_CACHE). Needs
+    /// `apt-get download` into target/PROFILE/qemu-e2e-cache or $IMS_QEMU_E2E_CACHE). Needs
     /// qemu-system-x86, ipxe-qemu, ipxe and ovmf. Serial consoles are in the lab's directory
     /// (copied out with --keep).
     #[arg(long, value_name = "K")]
