@@ -28,7 +28,8 @@ echo "== building: $(tr '\n' ' ' <<<"$targets")"
 cargo fuzz build
 # Run the binaries just built (what `cargo fuzz run` runs, without its rebuild check), so the
 # timed phase never compiles.
-bindir="target/$(rustc -vV | sed -n 's/^host: //p')/release"
+# cargo fuzz builds into fuzz/target, or into CARGO_TARGET_DIR when that is set.
+bindir="${CARGO_TARGET_DIR:-target}/$(rustc -vV | sed -n 's/^host: //p')/release"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

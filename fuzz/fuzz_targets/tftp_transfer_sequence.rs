@@ -389,7 +389,7 @@ impl Fuzz {
         let failed: u64 = s.failed.values().sum();
         let refused: u64 = s.refused.values().sum();
         assert_eq!(s.admitted, self.transfers.len() as u64);
-        assert_eq!(s.admitted, s.completed + failed + open as u64);
+        assert_eq!(s.admitted, s.completed + s.size_queries + failed + open as u64);
         assert_eq!(
             s.requests,
             refused
