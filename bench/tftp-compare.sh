@@ -279,20 +279,38 @@ netbootd_metrics() {
 # record SERVER N WIN_ASKED WIN_GRANTED FILE_MIB MB/s p50_s p99_s ok failed cpu_s cpu_s_per_GiB rss gen_cpu% loadavg note
 record() { local IFS=$'\t'; echo "$*" >>"$RESULTS"; }
 
-# ---------------------------------------------------------------- raw UDP ceiling
+# ---------------------------------------------------------------- raw UDP ceiling and floor
+# raw_pair BATCH: tftp-storm blasts 1472-byte datagrams from the server's namespace at a counter in
+# the client's, BATCH per system call. Sets PAIR_MBS (received MB/s) and PAIR_CPU (the sender's
+# CPU seconds per GiB received: on a veth pair that includes delivering into the receiver's socket).
+raw_pair() {
+    local batch=$1
+    PAIR_MBS="" PAIR_CPU=""
+    timeout $((RAW_SECONDS + 20)) "${PIN_CLI[@]}" ip netns exec "$NS_CLI" "$TFTP_STORM" --raw-recv "$CLI_IP:9999" \
+        --max-seconds $((RAW_SECONDS + 15)) --json >"$WORK/raw-recv-$batch.json" 2>>"$OUT/raw.log" &
+    local rpid=$!
+    sleep 0.3
+    timeout $((RAW_SECONDS + 10)) "${PIN_SRV[@]}" ip netns exec "$NS_SRV" "$TFTP_STORM" --raw-send "$CLI_IP:9999" \
+        --raw-seconds "$RAW_SECONDS" --raw-batch "$batch" --json >"$WORK/raw-send-$batch.json" 2>>"$OUT/raw.log"
+    wait "$rpid"
+    PAIR_MBS=$(jq -r '.mb_per_s | floor' "$WORK/raw-recv-$batch.json" 2>/dev/null)
+    PAIR_CPU=$(jq -rs 'if .[1].bytes > 0 then .[0].cpu_s / (.[1].bytes / 1073741824) * 100 | round / 100 else empty end' \
+        "$WORK/raw-send-$batch.json" "$WORK/raw-recv-$batch.json" 2>/dev/null)
+}
+
 raw_ceiling() {
     [ "$RAW_SECONDS" != 0 ] || return
     quiet
     log "raw UDP ceiling (busy before ${BUSY}%): tftp-storm --raw-send for ${RAW_SECONDS}s, 1472-byte datagrams"
-    timeout $((RAW_SECONDS + 20)) "${PIN_CLI[@]}" ip netns exec "$NS_CLI" "$TFTP_STORM" --raw-recv "$CLI_IP:9999" \
-        --max-seconds $((RAW_SECONDS + 15)) --json >"$WORK/raw-recv.json" 2>>"$OUT/raw.log" &
-    local rpid=$!
-    sleep 0.3
-    timeout $((RAW_SECONDS + 10)) "${PIN_SRV[@]}" ip netns exec "$NS_SRV" "$TFTP_STORM" --raw-send "$CLI_IP:9999" \
-        --raw-seconds "$RAW_SECONDS" --json >"$WORK/raw-send.json" 2>>"$OUT/raw.log"
-    wait "$rpid"
-    RAW_MBS=$(jq -r '.mb_per_s | floor' "$WORK/raw-recv.json" 2>/dev/null)
-    log "  tftp-storm raw UDP: received ${RAW_MBS:-?} MB/s (sent $(jq -r '.mb_per_s | floor' "$WORK/raw-send.json" 2>/dev/null) MB/s)"
+    raw_pair 1
+    RAW_MBS=$PAIR_MBS RAW_CPU=$PAIR_CPU
+    log "  tftp-storm raw UDP, one send per datagram: received ${RAW_MBS:-?} MB/s; sender ${RAW_CPU:-?} CPU-s/GiB"
+    # The floor: what sending one datagram per block costs on this path with system calls
+    # amortised 64 to 1 (a lock-step server must send one datagram per block and client).
+    quiet
+    raw_pair 64
+    FLOOR_CPU=$PAIR_CPU
+    log "  tftp-storm raw UDP, sendmmsg 64 per call: received ${PAIR_MBS:-?} MB/s; sender ${FLOOR_CPU:-?} CPU-s/GiB (the send-only floor)"
     if command -v iperf3 >/dev/null; then
         timeout $((RAW_SECONDS + 20)) ip netns exec "$NS_CLI" iperf3 -s -1 -B "$CLI_IP" >/dev/null 2>&1 &
         local ipid=$!
@@ -390,7 +408,7 @@ windowed() { [[ $1 == netbootd-* ]]; }
 export RUN_SECONDS
 printf 'server\tN\twin\tgranted\tfile_MiB\tMB/s\tp50_s\tp99_s\tok\tfailed\tsrv_cpu_s\tcpu_s/GiB\tRSS_MiB\tgen_cpu%%\tloadavg\tnote\n' >"$RESULTS"
 log "run: SERVERS='$SERVERS' CLIENTS_LIST='$CLIENTS_LIST' WINDOWS='$WINDOWS' BLKSIZE=$BLKSIZE FILE_MIB=$FILE_MIB TOTAL_MIB=$TOTAL_MIB RUN_SECONDS=$RUN_SECONDS SERVER_CPUS='$SERVER_CPUS' CLIENT_CPUS='$CLIENT_CPUS' ($(nproc) CPUs, kernel $(uname -r), io_uring_disabled=$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo n/a), loadavg $(loadavg))"
-RAW_MBS="" IPERF_MBS="" BUSY=0
+RAW_MBS="" RAW_CPU="" FLOOR_CPU="" IPERF_MBS="" BUSY=0
 raw_ceiling
 for n in $CLIENTS_LIST; do
     for win in $WINDOWS; do
@@ -420,6 +438,7 @@ fi
 {
     echo "# TFTP storm, blksize $BLKSIZE, $(nproc) CPUs, $(date -u +%FT%TZ), pinning: servers ${SERVER_CPUS:-none}, generator ${CLIENT_CPUS:-none}; server CPU via $CG_KIND"
     echo "# raw UDP ceiling of the veth pair (1472-byte datagrams): tftp-storm ${RAW_MBS:-n/a} MB/s, iperf3 ${IPERF_MBS:-n/a} MB/s"
+    echo "# send-only floor: a sender that only sends costs ${RAW_CPU:-n/a} CPU-s/GiB (one send per datagram), ${FLOOR_CPU:-n/a} (sendmmsg, 64 per call)"
     echo
     column -t -s $'\t' "$RESULTS"
     echo
@@ -438,6 +457,15 @@ fi
                 r2 = (cpu[ref] + 0 > 0 && cpu[order[i]] != "-") ? sprintf("%.2f", cpu[order[i]] / cpu[ref]) : "n/a"
                 printf "  %-15s N=%-4s win %-3s  %7.2fx MB/s   %6s x CPU/GiB\n", p[1], p[2], p[3], r1, r2
             }
-        }' "$RESULTS"
+            # A third of the lock-step CPU per GiB of dnsmasq (the goal) against the send-only floor.
+            if (floor + 0 > 0) {
+                printf "# a third of dnsmasq'"'"'s CPU-s/GiB against the send-only floor (%s CPU-s/GiB, sendmmsg):\n", floor
+                for (i = 1; i <= k; i++) {
+                    split(order[i], p, "|")
+                    if (p[1] != "dnsmasq" || cpu[order[i]] + 0 <= 0) continue
+                    printf "  N=%-4s win %-4s  a third: %5.2f   floor / dnsmasq: %4.2fx\n", p[2], p[3], cpu[order[i]] / 3, floor / cpu[order[i]]
+                }
+            }
+        }' floor="${FLOOR_CPU:-}" "$RESULTS"
 } | tee "$OUT/summary.txt"
 log "total $((SECONDS - START)) s; results in $OUT"

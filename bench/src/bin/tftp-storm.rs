@@ -10,12 +10,14 @@
 //!
 //! `--raw-send ADDR:PORT` / `--raw-recv ADDR:PORT` measure instead the plain UDP throughput of
 //! the path (one sender blasting datagrams of `--raw-size` bytes, one receiver counting them):
-//! the ceiling a TFTP server on that path could reach.
+//! the ceiling a TFTP server on that path could reach. With `--raw-batch N` the sender hands the
+//! kernel N datagrams per `sendmmsg` call; its CPU time per GiB is then the floor of what any
+//! sender pays on that path for one datagram per block, however few system calls it makes.
 //!
 //! Prints a one-line summary (to stderr with `--json`, which prints one JSON object on stdout).
 //! Exit status 0 when every client completed, 3 when some did not, 1 on errors.
 
-use std::io::{self, IoSliceMut, Write};
+use std::io::{self, IoSlice, IoSliceMut, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
@@ -31,7 +33,7 @@ use ims_bench::tftp_storm::{
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::resource::{UsageWho, getrusage};
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrIn, recvmmsg, recvmsg};
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrIn, recvmmsg, recvmsg, sendmmsg};
 use serde::Serialize;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -100,6 +102,9 @@ struct Args {
     /// --max-seconds).
     #[arg(long, value_name = "S", default_value_t = 5.0)]
     raw_seconds: f64,
+    /// Raw UDP sender: datagrams per system call (1: one `send` each; more: `sendmmsg`).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    raw_batch: u16,
 }
 
 /// The JSON document of a storm: its parameters and its report.
@@ -445,6 +450,8 @@ fn client_sockets(bind: Ipv4Addr, n: usize, rcvbuf: usize) -> anyhow::Result<Vec
 struct RawReport {
     mode: &'static str,
     datagram_bytes: usize,
+    /// Datagrams per system call (the sender's `--raw-batch`; 1 for the receiver).
+    batch: u16,
     datagrams: u64,
     bytes: u64,
     elapsed_s: f64,
@@ -464,11 +471,29 @@ fn raw_send(args: &Args, to: SocketAddrV4) -> anyhow::Result<bool> {
     let start = clock();
     let stop = start + Duration::from_secs_f64(args.raw_seconds.min(args.max_seconds));
     let (mut datagrams, mut bytes) = (0u64, 0u64);
+    let batch = usize::from(args.raw_batch);
+    let mut headers = MultiHeaders::<SockaddrIn>::preallocate(batch, None);
+    let slices = vec![[IoSlice::new(&payload)]; batch];
+    let addrs = vec![None; batch];
     while clock() < stop {
-        for _ in 0..256 {
-            match sock.send(&payload) {
-                Ok(n) => {
-                    datagrams += 1;
+        for _ in 0..256 / batch.min(256) {
+            let sent = if batch == 1 {
+                sock.send(&payload).map(|n| (1, n))
+            } else {
+                sendmmsg(
+                    sock.as_raw_fd(),
+                    &mut headers,
+                    &slices,
+                    &addrs,
+                    [],
+                    MsgFlags::empty(),
+                )
+                .map(|results| results.fold((0, 0), |(d, b), r| (d + 1, b + r.bytes)))
+                .map_err(io::Error::from)
+            };
+            match sent {
+                Ok((d, n)) => {
+                    datagrams += d;
                     bytes += n as u64;
                 }
                 // The receiver is not up yet or went away: keep blasting.
@@ -485,6 +510,7 @@ fn raw_send(args: &Args, to: SocketAddrV4) -> anyhow::Result<bool> {
         &RawReport {
             mode: "send",
             datagram_bytes: args.raw_size,
+            batch: args.raw_batch,
             datagrams,
             bytes,
             elapsed_s: elapsed,
@@ -535,6 +561,7 @@ fn raw_recv(args: &Args, at: SocketAddrV4) -> anyhow::Result<bool> {
         &RawReport {
             mode: "recv",
             datagram_bytes: args.raw_size,
+            batch: 1,
             datagrams,
             bytes,
             elapsed_s: elapsed,

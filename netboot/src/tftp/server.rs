@@ -72,7 +72,8 @@ pub struct Server {
     commands: VecDeque<Command>,
     /// Running transfers (opening, negotiating or sending).
     transfers: BTreeMap<TransferId, Transfer>,
-    /// Transfer deadlines, earliest first.
+    /// Transfer timers, earliest first: `(armed, id)`, at or before the transfer's deadline
+    /// (see [`Transfer::armed`]).
     timers: BTreeSet<(Instant, TransferId)>,
     /// Requests waiting for a slot, oldest first.
     queue: VecDeque<Queued>,
@@ -222,12 +223,18 @@ impl Server {
     /// waited too long.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.expire_queue(now);
-        let due: Vec<TransferId> = self
+        let due: Vec<(Instant, TransferId)> = self
             .timers
             .range(..=(now, TransferId(u64::MAX)))
-            .map(|&(_, id)| id)
+            .copied()
             .collect();
-        for id in due {
+        for (at, id) in due {
+            // The entry may be early (the deadline moved later since it was armed): the
+            // transfer ignores a timeout that is not due and `with_transfer` re-arms it.
+            self.timers.remove(&(at, id));
+            if let Some(t) = self.transfers.get_mut(&id) {
+                t.armed = None;
+            }
             self.with_transfer(now, id, |t, ctx| t.timeout(now, ctx));
         }
     }
@@ -299,18 +306,26 @@ impl Server {
         let Some(t) = self.transfers.get_mut(&id) else {
             return;
         };
-        let before = t.deadline;
         let mut ctx = Ctx {
             commands: &mut self.commands,
             stats: &mut self.stats,
             limits: &self.limits,
         };
         let step = f(t, &mut ctx);
-        if let Some(at) = before {
-            self.timers.remove(&(at, id));
-        }
-        if let Some(at) = t.deadline {
-            self.timers.insert((at, id));
+        // Lazy re-indexing: every ACK moves the deadline later, and moving the index entry
+        // each time costs a remove and an insert per packet. An entry at or before the
+        // deadline stays; it fires early at most once per timeout and is re-armed then.
+        match (t.armed, t.deadline) {
+            (Some(armed), Some(deadline)) if armed <= deadline => {}
+            (armed, deadline) => {
+                if let Some(at) = armed {
+                    self.timers.remove(&(at, id));
+                }
+                if let Some(at) = deadline {
+                    self.timers.insert((at, id));
+                }
+                t.armed = deadline;
+            }
         }
         if t.heard && t.indexed {
             t.indexed = false;
@@ -326,7 +341,7 @@ impl Server {
         let Some(t) = self.transfers.remove(&id) else {
             return;
         };
-        if let Some(at) = t.deadline {
+        if let Some(at) = t.armed {
             self.timers.remove(&(at, id));
         }
         if t.indexed {

@@ -104,6 +104,9 @@ pub(crate) struct Transfer {
     phase: Phase,
     /// When [`Transfer::timeout`] is due.
     pub(crate) deadline: Option<Instant>,
+    /// The server's timer index holds `(armed, id)`: at or before `deadline` (an ACK that
+    /// moves the deadline later leaves the entry; when it fires early it is re-armed).
+    pub(crate) armed: Option<Instant>,
     /// Consecutive retransmissions without progress.
     retries: u32,
     /// DATA packets retransmitted.
@@ -152,6 +155,7 @@ impl Transfer {
             asked,
             phase: Phase::Opening,
             deadline: None,
+            armed: None,
             retries: 0,
             retransmits: 0,
             highest_sent: 0,

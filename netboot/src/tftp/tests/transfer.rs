@@ -457,3 +457,40 @@ fn packets_before_the_file_is_open_are_ignored() {
     // A second open answer is ignored.
     assert!(h.opened(id, 1).is_empty());
 }
+
+#[test]
+fn an_early_timer_after_progress_is_re_armed_at_the_real_deadline() {
+    let mut h = Harness::new(limits());
+    let peer = client(1);
+    let (id, _) = h.start(peer, "f", &[], 5000);
+    let first = h.server.poll_timeout().unwrap();
+    assert_eq!(first, h.t0 + TIMEOUT);
+    // Progress half a timeout later moves the deadline; the timer index keeps its entry (it
+    // fires early), so a wake-up at the old time must neither retransmit nor give up.
+    h.now += TIMEOUT / 2;
+    assert_eq!(data(&h.ack(id, peer, 1), id, peer), [(2, 512, 512)]);
+    let deadline = h.now + TIMEOUT;
+    assert!(h.server.poll_timeout().unwrap() <= deadline);
+    let early = h.server.poll_timeout().unwrap();
+    h.now = early;
+    h.server.handle_timeout(h.now);
+    assert!(h.drain().is_empty(), "an early wake-up sends nothing");
+    assert_eq!(h.server.poll_timeout(), Some(deadline), "re-armed");
+    h.now = deadline - Duration::from_millis(1);
+    h.server.handle_timeout(h.now);
+    assert!(h.drain().is_empty());
+    h.now = deadline;
+    h.server.handle_timeout(h.now);
+    assert_eq!(data(&h.drain(), id, peer), [(2, 512, 512)]);
+    assert_eq!(h.server.stats().retransmitted_packets, 1);
+    // The transfer ends: no timer is left behind.
+    let cmds = h.ack(id, peer, 2);
+    let blocks = data(&cmds, id, peer);
+    assert_eq!(blocks.len(), 1);
+    for block in 3..=10u16 {
+        h.ack(id, peer, block);
+    }
+    assert_eq!(h.server.active_transfers(), 0);
+    assert_eq!(h.server.poll_timeout(), None);
+    check_stats(&h.server);
+}
