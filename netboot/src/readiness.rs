@@ -43,8 +43,14 @@ impl Readiness {
 
     fn update(&self, f: impl FnOnce(&mut Inner)) {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let was = inner.ready();
         f(&mut inner);
-        metrics::set_ready(inner.ready());
+        let now = inner.ready();
+        metrics::set_ready(now);
+        if now && !was {
+            let services: Vec<&str> = inner.services.iter().map(|(n, _)| n.as_str()).collect();
+            tracing::info!(services = %services.join(","), "ready: every enabled service is serving");
+        }
     }
 
     /// `service` is enabled and not serving yet; `doing` says what it is doing (shown by
