@@ -20,6 +20,7 @@
 //!   file opener. The only module where `unsafe` is allowed.
 //! - [`http`]: the HTTP boot server (files with Range, per-machine iPXE scripts, phone-home).
 //! - [`metrics`]: the Prometheus exporter, fed from the cores' plain `Stats` structs.
+//! - [`readiness`]: which enabled services are serving yet, for `/readyz`.
 //! - [`http`]: the HTTP boot server (boot files, per-machine iPXE scripts, phone-home).
 
 pub mod config;
@@ -28,6 +29,7 @@ pub mod http;
 pub mod io;
 pub mod metrics;
 pub mod ratelimit;
+pub mod readiness;
 pub mod store;
 pub mod tftp;
 pub mod uplink;

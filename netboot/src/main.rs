@@ -40,6 +40,7 @@ use ims_netboot::io::tftp::{self, TftpOptions, TftpService};
 use ims_netboot::io::uplink::identity::{self, Identity, IdentityError};
 use ims_netboot::io::uplink::{Uplink, UplinkParts, enroll, tls};
 use ims_netboot::metrics;
+use ims_netboot::readiness::Readiness;
 use ims_netboot::store::LeaseStore;
 use ims_netboot::store::lmdb::LmdbStore;
 use ims_netboot::uplink::{JoinToken, ServiceHealth, effective_dhcp};
@@ -295,6 +296,9 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// The readiness entry for loading the configuration snapshot and the lease store.
+const STARTUP: &str = "store";
+
 #[allow(clippy::disallowed_methods)]
 fn run_daemon(config: Config, identity: Option<Identity>) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -320,18 +324,39 @@ async fn daemon(
         let _ = signal_tx.send(true);
     });
 
-    let metrics_task = match config.metrics_listen {
-        Some(addr) => {
-            let handle = metrics::install()?;
+    let handle = match config.metrics_listen {
+        Some(_) => Some(metrics::install()?),
+        None => None,
+    };
+    // `/readyz` answers 200 once each enabled service reports it is serving (see `readiness`).
+    let readiness = Readiness::new();
+    readiness.starting(
+        STARTUP,
+        format!("opening the lease store in {}", config.data_dir.display()),
+    );
+    if let Some(tftp) = &config.tftp {
+        readiness.starting(SERVICE_TFTP, format!("binding {}", tftp.listen));
+    }
+    if let Some(http) = &config.http {
+        readiness.starting(SERVICE_HTTP, format!("binding {}", http.listen));
+    }
+    let mut stopping = stop_rx.clone();
+    let stopping_readiness = readiness.clone();
+    tokio::spawn(async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        stopping_readiness.stopping();
+    });
+    let metrics_task = match (config.metrics_listen, handle) {
+        (Some(addr), Some(handle)) => {
             let mut stop = stop_rx.clone();
-            let (local, serve) = metrics::bind(addr, handle, async move {
+            let (local, serve) = metrics::bind(addr, handle, readiness.clone(), async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await?;
-            info!(listen = %local, "serving /metrics and /healthz");
+            info!(listen = %local, "serving /metrics, /healthz and /readyz");
             Some(tokio::spawn(serve))
         }
-        None => None,
+        _ => None,
     };
 
     let store = LmdbStore::open(&config.data_dir).with_context(|| {
@@ -382,6 +407,16 @@ async fn daemon(
     health.set_state(SERVICE_DHCP, state(dhcp_enabled));
     health.set_state(SERVICE_TFTP, state(config.tftp.is_some()));
     health.set_state(SERVICE_HTTP, state(config.http.is_some()));
+    if dhcp_enabled {
+        let names: Vec<&str> = dhcp.interfaces.iter().map(|i| i.name.as_str()).collect();
+        let doing = if names.is_empty() {
+            "opening the relay socket on UDP port 67".to_owned()
+        } else {
+            format!("opening raw sockets on {}", names.join(", "))
+        };
+        readiness.starting(SERVICE_DHCP, doing);
+    }
+    readiness.ready(STARTUP);
     let summary = Summary {
         interfaces: dhcp.interfaces.len(),
         subnets: dhcp.subnets.len(),
@@ -408,6 +443,8 @@ async fn daemon(
     let mut services: JoinSet<anyhow::Result<()>> = JoinSet::new();
     if let Some(tftp) = &config.tftp {
         let service = start_tftp(tftp, events.clone(), stop_rx.clone())?;
+        // Bound, and the driver thread runs: datagrams from now on are served.
+        readiness.ready(SERVICE_TFTP);
         services.spawn(async move { service.stopped().await.context("TFTP server") });
     }
     let mut http_state = None;
@@ -422,7 +459,10 @@ async fn daemon(
             "HTTP boot server started"
         );
         let stop = stop_rx.clone();
+        let readiness = readiness.clone();
         services.spawn(async move {
+            // The listener is bound and listening; connections are accepted from here on.
+            readiness.ready(SERVICE_HTTP);
             http::serve(state, listener, stop)
                 .await
                 .context("HTTP boot server")
@@ -463,7 +503,8 @@ async fn daemon(
                 Sockets::open(dhcp, relay_addr, with_control).context("opening DHCP sockets")?;
             // Every socket is open now (metrics, HTTP, TFTP, DHCP): drop what is not needed.
             drop_privileges(config.user.as_deref())?;
-            let mut driver = DhcpDriver::new(server, store, sockets, config.dhcp_driver.max_batch)?;
+            let mut driver = DhcpDriver::new(server, store, sockets, config.dhcp_driver.max_batch)?
+                .with_readiness(readiness.clone());
             if with_control {
                 driver = driver
                     .with_config_updates(dhcp_updates_rx.clone())

@@ -1,4 +1,11 @@
-//! The Prometheus exporter: `GET /metrics` (text exposition format) and `GET /healthz`.
+//! The Prometheus exporter: `GET /metrics` (text exposition format), `GET /healthz` and
+//! `GET /readyz`.
+//!
+//! `/healthz` is a liveness check: 200 `ok` as long as the process answers. `/readyz` is the
+//! readiness check: 200 `ready` only once every service the configuration enables (DHCP on all
+//! its interfaces, TFTP, HTTP) has opened its sockets and is serving, and 503 with a plain-text
+//! line naming what is not ready yet (`not ready: dhcp (opening raw sockets on eth1)`) before
+//! that and once shutdown began. The state is a [`Readiness`] the drivers and `main` update.
 //!
 //! Cores keep plain counters ([`crate::dhcp::Stats`]); drivers copy them here with
 //! [`publish_dhcp_stats`] (absolute values, once per loop iteration) and record what only a
@@ -23,6 +30,7 @@
 //! | `netbootd_dhcp_commit_failures_total` | counter | |
 //! | `netbootd_dhcp_send_errors_total` | counter | `interface` |
 //! | `netbootd_build_info` | gauge (1) | `version` |
+//! | `netbootd_ready` | gauge (0/1) | |
 //! | `netbootd_tftp_active_transfers` | gauge | |
 //! | `netbootd_tftp_queued_requests` | gauge | |
 //! | `netbootd_tftp_bytes_sent_total` | counter | |
@@ -55,7 +63,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics::{
@@ -65,6 +73,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::dhcp::server::PoolUsage;
 use crate::dhcp::{DropReason, IngressLabel, Stats};
+use crate::readiness::Readiness;
 
 /// Requests received, by interface and message type.
 pub const RECEIVED: &str = "netbootd_dhcp_received_total";
@@ -92,6 +101,8 @@ pub const COMMIT_FAILURES: &str = "netbootd_dhcp_commit_failures_total";
 pub const SEND_ERRORS: &str = "netbootd_dhcp_send_errors_total";
 /// Always 1; the `version` label carries the build.
 pub const BUILD_INFO: &str = "netbootd_build_info";
+/// 1 while `/readyz` answers 200 (every enabled service serving), else 0.
+pub const READY: &str = "netbootd_ready";
 
 /// TFTP requests dropped because their client address was over its rate limit.
 pub const TFTP_RATE_LIMITED: &str = "netbootd_tftp_rate_limited_total";
@@ -216,7 +227,7 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
 }
 
 /// The recorder's configuration: histogram buckets per metric.
-fn builder() -> Result<PrometheusBuilder, MetricsError> {
+pub(crate) fn builder() -> Result<PrometheusBuilder, MetricsError> {
     Ok(PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(COMMIT_SECONDS.into()), COMMIT_SECONDS_BUCKETS)?
         .set_buckets_for_metric(
@@ -276,6 +287,10 @@ fn describe() {
         "Replies that could not be transmitted, by interface"
     );
     describe_gauge!(BUILD_INFO, "Build information; always 1");
+    describe_gauge!(
+        READY,
+        "1 while every enabled service (DHCP, TFTP, HTTP) is serving (/readyz answers 200)"
+    );
     describe_gauge!(TFTP_ACTIVE, "TFTP transfers running");
     describe_gauge!(TFTP_QUEUED, "TFTP requests waiting for a transfer slot");
     describe_counter!(
@@ -493,6 +508,11 @@ pub fn record_tftp_events_dropped(n: u64) {
     counter!(TFTP_EVENTS_DROPPED).increment(n);
 }
 
+/// Whether every enabled service is serving (see [`Readiness`]).
+pub fn set_ready(ready: bool) {
+    gauge!(READY).set(if ready { 1.0 } else { 0.0 });
+}
+
 /// Whether the uplink session is established.
 pub fn set_uplink_connected(connected: bool) {
     gauge!(UPLINK_CONNECTED).set(if connected { 1.0 } else { 0.0 });
@@ -513,8 +533,20 @@ pub fn record_outbox_dropped(n: u64) {
     counter!(UPLINK_OUTBOX_DROPPED).increment(n);
 }
 
-/// The exporter's routes: `GET /metrics` and `GET /healthz`.
-pub fn router(handle: PrometheusHandle) -> Router {
+/// `GET /readyz`: 200 `ready` or 503 `not ready: …` (see the module docs).
+fn readyz(readiness: &Readiness) -> axum::response::Response {
+    match readiness.check() {
+        Ok(()) => "ready\n".into_response(),
+        Err(waiting) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {waiting}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// The exporter's routes: `GET /metrics`, `GET /healthz` and `GET /readyz` (from `readiness`).
+pub fn router(handle: PrometheusHandle, readiness: Readiness) -> Router {
     Router::new()
         .route(
             "/metrics",
@@ -533,9 +565,16 @@ pub fn router(handle: PrometheusHandle) -> Router {
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let readiness = readiness.clone();
+                async move { readyz(&readiness) }
+            }),
+        )
 }
 
-/// Bind `addr` and return the server future: it serves [`router`] until `shutdown` completes,
+/// Bind `addr` and return the server future: it serves [`router`] (with `readiness`) until `shutdown` completes,
 /// and runs the recorder's upkeep meanwhile. Binding happens here, so a busy port is reported at
 /// startup rather than when the future is first polled.
 ///
@@ -544,6 +583,7 @@ pub fn router(handle: PrometheusHandle) -> Router {
 pub async fn bind(
     addr: SocketAddr,
     handle: PrometheusHandle,
+    readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, impl Future<Output = Result<(), MetricsError>>), MetricsError> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -561,7 +601,7 @@ pub async fn bind(
                 upkeep.run_upkeep();
             }
         });
-        let result = axum::serve(listener, router(handle))
+        let result = axum::serve(listener, router(handle, readiness))
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(|source| MetricsError::Serve { addr, source });
@@ -643,6 +683,7 @@ mod tests {
             .block_on(bind(
                 SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
                 handle,
+                Readiness::default(),
                 async move {
                     let _ = rx.await;
                 },
@@ -653,6 +694,12 @@ mod tests {
         let health = get(addr, "/healthz");
         assert!(health.starts_with("HTTP/1.1 200"), "{health}");
         assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
+        let ready = get(addr, "/readyz");
+        assert!(
+            ready.starts_with("HTTP/1.1 200"),
+            "nothing announced: {ready}"
+        );
+        assert!(ready.ends_with("\r\n\r\nready\n"), "{ready}");
 
         let body = get(addr, "/metrics");
         assert!(body.starts_with("HTTP/1.1 200"), "{body}");

@@ -4,7 +4,8 @@
 //! Services and scrape annotations; data directories, configuration files, TLS files and boot
 //! roots are mounted where the configurations expect them; the Secrets, ConfigMaps and claims
 //! referenced exist; capabilities are dropped but for netbootd's two; kustomizations list every
-//! manifest. `ims-control` is looked up next to this test binary.
+//! manifest; netbootd's probes use `/healthz` (liveness) and `/readyz` (readiness), paths the
+//! real daemon serves. `ims-control` is looked up next to this test binary.
 // A test reads files and runs the binaries; a failed step panics with what was wrong.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -439,4 +440,78 @@ fn kubernetes_manifests_match_the_binaries_and_their_configurations() {
         workloads, 3,
         "the edge DaemonSet and two ims-control Deployments"
     );
+}
+
+/// The netbootd DaemonSet's probes: liveness on `/healthz`, readiness on `/readyz`, and every
+/// probe path is one the real daemon serves (200 once its services are up; an unknown path is
+/// 404, so the check means something). The daemon runs on loopback with TFTP and HTTP (no DHCP:
+/// no raw sockets, no root needed).
+#[test]
+fn netbootd_probe_paths_are_served_by_the_daemon() {
+    use std::process::Command;
+    use std::time::Duration;
+
+    use support::control::{Proc, free_port};
+    use support::http::http;
+
+    let docs = kubernetes_docs();
+    let daemonset = docs
+        .iter()
+        .find(|d| d.dir == "edge" && d.yaml["kind"].as_str() == Some("DaemonSet"))
+        .expect("deploy/kubernetes/edge has a DaemonSet");
+    let main = &daemonset.yaml["spec"]["template"]["spec"]["containers"][0];
+    let path_of = |probe: &str| main[probe]["httpGet"]["path"].as_str().map(str::to_owned);
+    assert_eq!(path_of("livenessProbe").as_deref(), Some("/healthz"));
+    assert_eq!(path_of("readinessProbe").as_deref(), Some("/readyz"));
+    let paths: Vec<String> = ["startupProbe", "livenessProbe", "readinessProbe"]
+        .iter()
+        .filter_map(|p| path_of(p))
+        .collect();
+
+    let dir = support::TempDir::new("deploy-probe-paths");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let tftp_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (metrics_port, http_port) = (free_port(), free_port());
+    let config = dir.path().join("netbootd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{data}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\n\
+             [tftp]\nroot = \"{root}\"\nlisten = \"127.0.0.1:{tftp_port}\"\n\n\
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\nroot = \"{root}\"\n",
+            data = dir.path().join("data").display(),
+            root = root.display(),
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(support::site::NETBOOTD);
+    cmd.arg("--config").arg(&config).env("RUST_LOG", "info");
+    let mut daemon = Proc::spawn(cmd);
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    let ready = support::wait_until(Duration::from_secs(20), || {
+        http("GET", metrics, "/readyz", None, None).filter(|(status, _)| *status == 200)
+    });
+    assert_eq!(
+        ready.as_ref().map(|(_, body)| body.as_str()),
+        Some("ready\n"),
+        "netbootd's /readyz did not answer 200 within 20 s:\n{}",
+        daemon.log()
+    );
+    for path in &paths {
+        let got = http("GET", metrics, path, None, None);
+        assert_eq!(
+            got.as_ref().map(|(status, _)| *status),
+            Some(200),
+            "probe path {path}: {got:?}\n{}",
+            daemon.log()
+        );
+    }
+    let unknown = http("GET", metrics, "/nope", None, None);
+    assert_eq!(unknown.map(|(status, _)| status), Some(404));
+    daemon.stop();
 }

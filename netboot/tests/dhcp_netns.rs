@@ -687,6 +687,58 @@ fn malformed_packets_are_dropped_and_counted() {
         site.daemon_log()
     );
     assert_eq!(site.http_get("/healthz").map(|r| r.0), Ok(200));
+    assert_eq!(
+        site.http_get("/readyz"),
+        Ok((200, "ready\n".to_owned())),
+        "still ready after junk"
+    );
+}
+
+/// `/readyz` turns 200 only once the DHCP raw socket and the TFTP socket are open: the moment
+/// [`Site::start_netbootd`] sees 200, with no further wait, `ss` shows UDP port 69 and netbootd's
+/// packet socket, a single DISCOVER (sent once, never retransmitted) is received and answered,
+/// and `netbootd_ready` is 1.
+#[test]
+fn readyz_is_200_only_once_dhcp_and_tftp_sockets_are_open() {
+    let mut site = Site::new("readyz");
+    let root = site.dir().join("tftp-root");
+    std::fs::create_dir_all(&root).expect("tftp root");
+    site.set_client_mac(MAC_A);
+    let client = RawClient::open(&site);
+    let body = format!(
+        "[tftp]\nroot = \"{}\"\nlisten = \"{SERVER_IP}:69\"\n{}",
+        root.display(),
+        config(LAN_RANGE, "", &[m(MAC_A, Some("10.77.0.10"), "node-a")])
+    );
+    site.start_netbootd(&body);
+
+    // Straight after the first 200: the sockets must already exist.
+    let ns = site.server_ns.clone();
+    let udp = site.run_in(&ns, &["ss", "-Hlun", "sport = :69"], Duration::from_secs(5));
+    let packet = site.run_in(&ns, &["ss", "-H", "-0", "-p"], Duration::from_secs(5));
+    let discover =
+        Message::request(msg::DISCOVER, parse_mac(MAC_A), xid()).with(opt::PRL, vec![1, 3, 6]);
+    client.send(&discover.encode());
+
+    assert!(
+        udp.stdout.contains(":69"),
+        "/readyz answered 200 but nothing listens on UDP port 69:\n{udp:?}\n{}",
+        site.daemon_log()
+    );
+    assert!(
+        packet.stdout.contains("netbootd"),
+        "/readyz answered 200 but netbootd has no packet socket:\n{packet:?}\n{}",
+        site.daemon_log()
+    );
+    site.wait_metric(
+        RECEIVED,
+        &[("interface", "srv0"), ("type", "discover")],
+        "1 (the one DISCOVER sent right after /readyz turned 200)",
+        |v| v == 1.0,
+    );
+    site.wait_metric(REPLIES, &[("type", "offer")], "1", |v| v == 1.0);
+    assert_eq!(site.metric("netbootd_ready", &[]), 1.0);
+    assert_eq!(site.http_get("/readyz"), Ok((200, "ready\n".to_owned())));
 }
 
 /// The shipped example configs (`deploy/examples/netbootd*.toml`) are accepted by

@@ -38,6 +38,9 @@
 //!   ([`Server::replace_config`]); leases are kept, interfaces stay as they were.
 //! - [`DhcpDriver::with_health`]: lease commit failures are reported as a DHCP service error,
 //!   and the next successful commit as recovery.
+//!
+//! [`DhcpDriver::with_readiness`] reports DHCP ready (for `/readyz`) once every socket is
+//! registered with the runtime and the committer runs, just before the loop first waits.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -63,6 +66,7 @@ use crate::config::DhcpConfig;
 use crate::dhcp::frame::UdpFrame;
 use crate::dhcp::{Command, Destination, InterfaceId, MessageType, Reply, Server, UnixTime};
 use crate::metrics;
+use crate::readiness::Readiness;
 use crate::store::{LeaseStore, StoreOp};
 use crate::uplink::ServiceHealth;
 
@@ -345,6 +349,7 @@ pub struct DhcpDriver<S> {
     config_updates: Option<watch::Receiver<Arc<DhcpConfig>>>,
     lease_events: bool,
     health: Option<ServiceHealth>,
+    readiness: Option<Readiness>,
 }
 
 impl<S: LeaseStore + 'static> DhcpDriver<S> {
@@ -382,6 +387,7 @@ impl<S: LeaseStore + 'static> DhcpDriver<S> {
             config_updates: None,
             lease_events: false,
             health: None,
+            readiness: None,
         })
     }
 
@@ -409,6 +415,13 @@ impl<S: LeaseStore + 'static> DhcpDriver<S> {
         self
     }
 
+    /// Report DHCP ready to `readiness` once the loop is about to serve (see the module docs).
+    #[must_use]
+    pub fn with_readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = Some(readiness);
+        self
+    }
+
     /// Run until `shutdown` becomes `true` (or its sender is dropped). Returns once the
     /// committer has committed and sent everything it was given.
     ///
@@ -423,6 +436,7 @@ impl<S: LeaseStore + 'static> DhcpDriver<S> {
             mut config_updates,
             lease_events,
             health,
+            readiness,
         } = self;
         let subnets: SharedSubnets = Arc::new(RwLock::new(subnet_nets(server.config())));
         let hooks = CommitHooks {
@@ -494,6 +508,10 @@ impl<S: LeaseStore + 'static> DhcpDriver<S> {
             max_batch,
             "DHCP driver running"
         );
+        // Every socket is open and registered: what arrives from now on is read and answered.
+        if let Some(readiness) = &readiness {
+            readiness.ready(ims_proto::SERVICE_DHCP);
+        }
 
         let result = loop {
             let deadline = server.poll_timeout();

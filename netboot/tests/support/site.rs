@@ -50,14 +50,14 @@ pub(crate) const RELAY_UP_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 pub(crate) const RELAY_DOWN_IF: &str = "rly1";
 /// Relay's address on the client subnet (the `giaddr`).
 pub(crate) const RELAY_DOWN_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 1);
-/// Where netbootd serves `/metrics` and `/healthz`, inside the server namespace.
+/// Where netbootd serves `/metrics`, `/healthz` and `/readyz`, inside the server namespace.
 pub(crate) const METRICS_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464);
 /// The client interface's MAC before a test sets its own.
 pub(crate) const DEFAULT_CLIENT_MAC: &str = "02:77:00:00:00:02";
 
 /// How long commands that should be instant may take.
 const CMD_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long netbootd may take to answer `/healthz` after start.
+/// How long netbootd may take to answer `/readyz` with 200 after start.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long netbootd may take to exit after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -281,7 +281,8 @@ impl Site {
     }
 
     /// Write the config (`body` plus the site's `data_dir` and `metrics_listen`), start netbootd in
-    /// the server namespace and wait (bounded) until `/healthz` answers 200.
+    /// the server namespace and wait (bounded) until `/readyz` answers 200: every service the
+    /// config enables (DHCP raw sockets, TFTP, HTTP) has its sockets open and serves.
     pub(crate) fn start_netbootd(&mut self, body: &str) {
         let data_dir = self.data_dir();
         let text = format!(
@@ -346,7 +347,7 @@ impl Site {
         self.daemon = Some(Daemon { child });
         let ns = self.server_ns.clone();
         let mut last = String::new();
-        let healthy = wait_until(START_TIMEOUT, || {
+        let ready = wait_until(START_TIMEOUT, || {
             if let Some(status) = self.daemon_exit_status() {
                 panic!(
                     "netbootd exited during start-up with {status}:\n{}",
@@ -356,7 +357,7 @@ impl Site {
             match netns::http_get(
                 &ns,
                 SocketAddr::V4(METRICS_ADDR),
-                "/healthz",
+                "/readyz",
                 Duration::from_secs(1),
             ) {
                 Ok((200, _)) => Some(()),
@@ -371,8 +372,8 @@ impl Site {
             }
         });
         assert!(
-            healthy.is_some(),
-            "netbootd did not answer GET /healthz on {METRICS_ADDR} within {START_TIMEOUT:?} (last: {last})\n{}",
+            ready.is_some(),
+            "netbootd did not answer GET /readyz with 200 on {METRICS_ADDR} within {START_TIMEOUT:?} (last: {last})\n{}",
             self.daemon_log()
         );
     }

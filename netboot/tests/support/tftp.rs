@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::site::{BgId, CLIENT_IF, SERVER_IP, Site, ip};
 use super::tftp_wire::{FetchError, Fetched, UdpClient, fetch};
-use super::{Outcome, tool, wait_until};
+use super::{Outcome, tool};
 
 /// The client namespace's address on `cli0`.
 pub(crate) const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
@@ -119,9 +119,10 @@ impl Lab {
     }
 
     /// Start netbootd with `body` (which holds a `[tftp]` section from [`Self::tftp_section`]
-    /// and/or an `[http]` section), the driver also forced through `NETBOOTD_TFTP_DRIVER`; wait
-    /// (bounded) until UDP port 69 is open when `[tftp]` is configured, and check that the
-    /// driver asked for is the one running.
+    /// and/or an `[http]` section), the driver also forced through `NETBOOTD_TFTP_DRIVER`; once
+    /// `/readyz` answers 200 ([`Site::start_netbootd`]), check that UDP port 69 is open when
+    /// `[tftp]` is configured (readiness promises it: no further wait) and that the driver asked
+    /// for is the one running.
     pub(crate) fn start(&mut self, body: &str) {
         if let Some(d) = self.driver {
             self.site.set_daemon_env("NETBOOTD_TFTP_DRIVER", d.name());
@@ -131,15 +132,12 @@ impl Lab {
             return;
         }
         let ns = self.site.server_ns.clone();
-        let open = wait_until(Duration::from_secs(10), || {
-            let out =
-                self.site
-                    .run_in(&ns, &["ss", "-Hlun", "sport = :69"], Duration::from_secs(5));
-            out.stdout.contains(":69").then_some(())
-        });
+        let out = self
+            .site
+            .run_in(&ns, &["ss", "-Hlun", "sport = :69"], Duration::from_secs(5));
         assert!(
-            open.is_some(),
-            "netbootd answers /healthz but nothing listens on UDP port 69 after 10 s\n{}",
+            out.stdout.contains(":69"),
+            "netbootd answers /readyz with 200 but nothing listens on UDP port 69\n{}",
             self.site.daemon_log()
         );
         if let Some(d) = self.driver {
