@@ -236,8 +236,7 @@ wait_port67() {
 }
 
 netbootd_ready() {
-    grep -q "netbootd started" "$WORK/netbootd.log" &&
-        nsx "$NS_SRV" curl -sf -m 1 "http://$METRICS/healthz" >/dev/null 2>&1
+    nsx "$NS_SRV" curl -sf -m 1 "http://$METRICS/readyz" >/dev/null 2>&1
 }
 
 # start_server NAME SET: fresh state, start in nbb-srv, wait until it answers; sets SERVER_PID
@@ -257,7 +256,7 @@ start_server_() {
         "${PIN_SRV[@]}" ip netns exec "$NS_SRV" "$NETBOOTD" --config "$WORK/netbootd-$set.toml" >"$WORK/netbootd.log" 2>&1 &
         SERVER_PID=$!
         disown "$SERVER_PID"
-        # Ready = the daemon logged "netbootd started" (DHCP sockets open) and /healthz answers.
+        # Ready = /readyz answers 200: every enabled service has its sockets open.
         for _ in $(seq 500); do
             netbootd_ready && break
             alive "$SERVER_PID" || break

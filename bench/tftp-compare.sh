@@ -253,7 +253,7 @@ start_server() {
         alive "$SERVER_PID" || break
         if port69_open; then
             case $name in
-            netbootd-*) nsx "$NS_SRV" curl -sf -m 1 "http://$METRICS/healthz" >/dev/null 2>&1 && return 0 ;;
+            netbootd-*) nsx "$NS_SRV" curl -sf -m 1 "http://$METRICS/readyz" >/dev/null 2>&1 && return 0 ;;
             *) return 0 ;;
             esac
         fi

@@ -489,11 +489,11 @@ async fn boot_profile_validation(app: &TestApp) {
         .await;
     assert_eq!(fields(&r, StatusCode::BAD_REQUEST), ["cmdline"]);
     let r = app
-        .post("/api/boot-profiles", with_kernel(json!("x".repeat(4097))))
+        .post("/api/boot-profiles", with_kernel(json!("x".repeat(2049))))
         .await;
     assert_eq!(fields(&r, StatusCode::BAD_REQUEST), ["cmdline"]);
     let r = app
-        .post("/api/boot-profiles", with_kernel(json!("x".repeat(4096))))
+        .post("/api/boot-profiles", with_kernel(json!("x".repeat(2048))))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 

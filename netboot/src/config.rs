@@ -261,7 +261,7 @@ impl TryFrom<raw::RawConfig> for Config {
 pub struct Config {
     /// Directory holding the LMDB store.
     pub data_dir: PathBuf,
-    /// Where `/metrics` and `/healthz` are served; `None` disables the listener.
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; `None` disables the listener.
     pub metrics_listen: Option<SocketAddr>,
     /// Log output.
     pub log_format: LogFormat,

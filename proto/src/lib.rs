@@ -86,8 +86,8 @@ pub use messages::{
     ServiceStatus, Welcome,
 };
 pub use sync::{
-    BootProfileEntry, Delta, DeltaMismatch, MachineEntry, ResyncRequest, Snapshot, SnapshotAck,
-    SubnetEntry,
+    BootProfileEntry, Delta, DeltaMismatch, MAX_CMDLINE_LEN, MAX_TFTP_TRANSFERS, MachineEntry,
+    ResyncRequest, Snapshot, SnapshotAck, SubnetEntry,
 };
 pub use types::{MacAddr, ParseMacError};
 pub use version::{

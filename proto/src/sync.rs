@@ -131,10 +131,19 @@ pub struct BootProfileEntry {
     /// Initrd iPXE loads.
     #[serde(default)]
     pub initrd: Option<String>,
-    /// Kernel command line.
+    /// Kernel command line, at most [`MAX_CMDLINE_LEN`] bytes.
     #[serde(default)]
     pub cmdline: Option<String>,
 }
+
+/// Longest kernel command line a boot profile may carry, in bytes: x86 Linux's
+/// `COMMAND_LINE_SIZE`. The control plane refuses a longer one when it is written; the edge
+/// serves a profile whose command line is longer without kernel, initrd and command line.
+pub const MAX_CMDLINE_LEN: usize = 2048;
+
+/// Most TFTP transfers one edge runs at once (`[tftp] max_transfers`): each holds a UDP port of
+/// its own. The control plane's TFTP settings use the same bound.
+pub const MAX_TFTP_TRANSFERS: usize = 16_384;
 
 /// A subnet served at the site.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

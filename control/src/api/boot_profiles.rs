@@ -40,7 +40,7 @@ pub const MAX_BOOT_FILE: usize = 255;
 /// Longest kernel or initrd URL (bytes; they go into the iPXE script, not into DHCP).
 pub const MAX_SCRIPT_URL: usize = 1024;
 /// Longest kernel command line (bytes).
-pub const MAX_CMDLINE: usize = 4096;
+pub const MAX_CMDLINE: usize = ims_proto::MAX_CMDLINE_LEN;
 
 /// How a boot-file field may be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,7 +237,7 @@ pub(crate) struct BootProfileInput {
     )]
     #[schema(value_type = Option<String>)]
     initrd: Option<Value>,
-    /// Kernel command line: one line, ≤ 4096 bytes (needs `kernel`).
+    /// Kernel command line: one line, ≤ 2048 bytes, x86 Linux's limit (needs `kernel`).
     #[serde(
         default,
         deserialize_with = "present",

@@ -148,7 +148,12 @@ impl ConfigApi for TftpConfig {
             bind_port: f.integer("bind_port", Some(69), 1, 65_535),
             block_size: f.integer("block_size", Some(DEFAULT_BLOCK_SIZE), 8, 65_464),
             max_windowsize: f.integer("max_windowsize", Some(64), 1, 64),
-            max_transfers: f.integer("max_transfers", Some(256), 1, 100_000),
+            max_transfers: f.integer(
+                "max_transfers",
+                Some(256),
+                1,
+                i64::try_from(ims_proto::MAX_TFTP_TRANSFERS).unwrap_or(i64::MAX),
+            ),
             root_directory,
         }
     }
@@ -361,7 +366,7 @@ pub(crate) struct TftpConfigInput {
     )]
     #[schema(value_type = Option<i64>)]
     max_windowsize: Option<Value>,
-    /// Concurrent transfers at most, 1–100000 (default 256).
+    /// Concurrent transfers at most, 1–16384, the edge's bound (default 256).
     #[serde(
         default,
         deserialize_with = "present",

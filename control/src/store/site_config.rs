@@ -164,7 +164,7 @@ pub struct TftpValues {
     pub block_size: i64,
     /// Window size, 1–64.
     pub max_windowsize: i64,
-    /// Transfers, 1–100000.
+    /// Transfers, 1–16384.
     pub max_transfers: i64,
     /// Absolute path without `..`.
     pub root_directory: String,

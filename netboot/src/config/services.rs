@@ -21,7 +21,7 @@ use super::{
 /// Smallest and largest `blksize` (RFC 2348).
 pub(crate) const BLKSIZE_RANGE: (u16, u16) = (8, 65464);
 /// Most transfers at once: each holds a UDP port of its own.
-const MAX_TRANSFERS: usize = 16_384;
+const MAX_TRANSFERS: usize = ims_proto::MAX_TFTP_TRANSFERS;
 /// Shortest and longest retransmission timeout (RFC 2349 allows 1–255 s on the wire; shorter
 /// defaults help on fast local networks and in tests).
 const TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(255));
@@ -30,7 +30,7 @@ const MAX_RETRIES: u32 = 100;
 /// Longest `kernel`/`initrd` path or URL (they go into an iPXE script, not into DHCP).
 const MAX_SCRIPT_FILE: usize = 1024;
 /// Longest `cmdline` as written (x86 Linux accepts 2048 bytes).
-const MAX_CMDLINE: usize = 2048;
+const MAX_CMDLINE: usize = ims_proto::MAX_CMDLINE_LEN;
 /// Placeholders substituted in `cmdline`.
 pub const CMDLINE_PLACEHOLDERS: [&str; 4] = ["hostname", "ip", "mac", "phone_home"];
 
