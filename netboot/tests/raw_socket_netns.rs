@@ -77,7 +77,39 @@ impl Netns {
         for dev in ["lo", "va", "vb"] {
             ip(&["-n", n, "link", "set", dev, "up"]);
         }
+        ns.wait_until_up(&["va", "vb"]);
         ns
+    }
+
+    /// Wait (bounded) until every one of `devs` is operationally UP.
+    ///
+    /// A veth end transmits only once the kernel's link watcher has seen its carrier come on
+    /// (when both ends are up) and switched its transmit queues from the `noop` qdisc, which
+    /// drops every frame without a word. That runs later, from a workqueue, under the RTNL lock:
+    /// on a loaded machine, or while other tests create and delete namespaces, it lags well
+    /// behind `ip link set up`, and frames sent meanwhile vanish (seen as a test receiving no
+    /// frame at all). The operational state turns UP in that same step.
+    #[allow(clippy::disallowed_methods)]
+    fn wait_until_up(&self, devs: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for dev in devs {
+            loop {
+                let out = Command::new("ip")
+                    .args(["-n", &self.name, "-o", "link", "show", "dev", dev])
+                    .output()
+                    .expect("run ip");
+                let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+                if shown.contains(" state UP ") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{dev} in {} is not operationally UP 10 s after `ip link set up`: {shown}",
+                    self.name
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     }
 
     /// Run `f` on a thread that has entered the namespace (sockets made there stay in it).
