@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use super::site::{BgId, CLIENT_IF, SERVER_IP, Site, ip};
+use super::site::{BgId, CLIENT_IF, SERVER_IF, SERVER_IP, Site, ip};
 use super::tftp_wire::{FetchError, Fetched, UdpClient, fetch};
 use super::{Outcome, tool, wait_until};
 
@@ -92,6 +92,8 @@ impl Lab {
             "dev",
             CLIENT_IF,
         ]);
+        wait_operational(&site, &site.server_ns, SERVER_IF);
+        wait_operational(&site, &site.client_ns, CLIENT_IF);
         let root = site.dir().join("root");
         let dl = site.dir().join("dl");
         for d in [&root, &dl] {
@@ -323,6 +325,32 @@ impl Lab {
             self.site.daemon_log()
         )
     }
+}
+
+/// Wait (bounded) until `ifname` in `ns` is operationally UP, not only carrying (`LOWER_UP`).
+///
+/// A veth end transmits only once the kernel's link watcher has switched its transmit queues
+/// from the `noop` qdisc, which drops every frame silently; the carrier flag is set before
+/// that, the operational state in the same step. The watcher runs from a workqueue under the
+/// RTNL lock, so on a loaded machine, or while other tests create and delete namespaces, it
+/// lags behind `ip link set up` and a client's first requests (or the server's first answers)
+/// would vanish.
+fn wait_operational(site: &Site, ns: &str, ifname: &str) {
+    let ip = tool("ip");
+    let mut last = String::new();
+    let up = wait_until(Duration::from_secs(10), || {
+        let out = site.run_in(
+            ns,
+            &[&ip, "-o", "link", "show", "dev", ifname],
+            Duration::from_secs(5),
+        );
+        last = out.stdout.clone();
+        last.contains(" state UP ").then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "{ifname} in {ns} is not operationally UP after 10 s: {last}"
+    );
 }
 
 /// The argv of a curl TFTP download.
