@@ -77,7 +77,39 @@ impl Netns {
         for dev in ["lo", "va", "vb"] {
             ip(&["-n", n, "link", "set", dev, "up"]);
         }
+        ns.wait_until_up(&["va", "vb"]);
         ns
+    }
+
+    /// Wait (bounded) until every one of `devs` is operationally UP.
+    ///
+    /// A veth end transmits only once the kernel's link watcher has seen its carrier come on
+    /// (when both ends are up) and switched its transmit queues from the `noop` qdisc, which
+    /// drops every frame without a word. That runs later, from a workqueue, under the RTNL lock:
+    /// on a loaded machine, or while other tests create and delete namespaces, it lags well
+    /// behind `ip link set up`, and frames sent meanwhile vanish (seen as a test receiving no
+    /// frame at all). The operational state turns UP in that same step.
+    #[allow(clippy::disallowed_methods)]
+    fn wait_until_up(&self, devs: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for dev in devs {
+            loop {
+                let out = Command::new("ip")
+                    .args(["-n", &self.name, "-o", "link", "show", "dev", dev])
+                    .output()
+                    .expect("run ip");
+                let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+                if shown.contains(" state UP ") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{dev} in {} is not operationally UP 10 s after `ip link set up`: {shown}",
+                    self.name
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     }
 
     /// Run `f` on a thread that has entered the namespace (sockets made there stay in it).
@@ -131,20 +163,55 @@ fn with_ip_option(frame: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Every frame `sock` receives within `wait`, as (payload tail, packet type).
+/// Every frame `sock` receives until it has seen a frame holding each of `awaited` (bounded by
+/// `limit`), then whatever else is already queued.
+///
+/// The kernel delivers a frame to every packet socket of the interface in the same pass, and
+/// frames sent one after another from one thread reach the socket in that order; so once the
+/// frames sent last have arrived, any frame sent before them that the filter wrongly admitted
+/// is in the queue too. A fixed listening time instead fails on a loaded machine, where the
+/// receiving softirq or this thread may not run for longer than that.
 #[allow(clippy::disallowed_methods)]
-fn collect(sock: &RawSocket, wait: Duration) -> Vec<(Vec<u8>, PacketType)> {
-    let deadline = Instant::now() + wait;
-    let mut got = Vec::new();
+fn collect_until(
+    sock: &RawSocket,
+    awaited: &[&[u8]],
+    limit: Duration,
+) -> Vec<(Vec<u8>, PacketType)> {
+    let deadline = Instant::now() + limit;
+    let mut got: Vec<(Vec<u8>, PacketType)> = Vec::new();
     let mut buf = [0u8; 2048];
-    while Instant::now() < deadline {
+    let seen_all = |got: &[(Vec<u8>, PacketType)]| {
+        awaited
+            .iter()
+            .all(|m| got.iter().any(|(f, _)| has_marker(f, m)))
+    };
+    loop {
         match sock.recv(&mut buf).expect("recv") {
             Some((n, kind)) => got.push((buf[..n].to_vec(), kind)),
+            None if seen_all(&got) || Instant::now() >= deadline => return got,
             None => std::thread::sleep(Duration::from_millis(5)),
         }
     }
-    got
 }
+
+/// Nothing more than `got` arrives within `quiet` (frames the filter must have dropped may
+/// only show up after the awaited ones if the kernel reordered them; this catches the rest).
+#[allow(clippy::disallowed_methods)]
+fn settle(sock: &RawSocket, got: &mut Vec<(Vec<u8>, PacketType)>, quiet: Duration) {
+    let deadline = Instant::now() + quiet;
+    let mut buf = [0u8; 2048];
+    loop {
+        match sock.recv(&mut buf).expect("recv") {
+            Some((n, kind)) => got.push((buf[..n].to_vec(), kind)),
+            None if Instant::now() >= deadline => return,
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// How long a test waits for the frames it expects (a loaded CI machine may not run the
+/// receive path for a while; frames on a veth are not lost).
+const ARRIVAL_LIMIT: Duration = Duration::from_secs(10);
 
 fn has_marker(frame: &[u8], marker: &[u8]) -> bool {
     frame.windows(marker.len()).any(|w| w == marker)
@@ -174,6 +241,12 @@ fn filter_admits_only_unfragmented_udp_to_the_port() {
         let options = with_ip_option(&udp_frame(67, b"MARK-ip-options"));
         let mut not_ipv4 = udp_frame(67, b"MARK-ipv6-ethertype");
         not_ipv4[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+        // Our own transmissions are never reported as received traffic.
+        server
+            .send(&udp_frame(67, b"MARK-own-outgoing"))
+            .expect("server send");
+        // The frames the filter must drop first, the two it admits last: once those two have
+        // arrived, any other frame it wrongly admitted is queued too.
         for frame in [
             &to_80,
             &to_68,
@@ -186,11 +259,13 @@ fn filter_admits_only_unfragmented_udp_to_the_port() {
         ] {
             client.send(frame).expect("send");
         }
-        // Our own transmissions are never reported as received traffic.
-        server
-            .send(&udp_frame(67, b"MARK-own-outgoing"))
-            .expect("server send");
-        collect(&server, Duration::from_millis(500))
+        let mut got = collect_until(
+            &server,
+            &[b"MARK-dhcp-server", b"MARK-ip-options"],
+            ARRIVAL_LIMIT,
+        );
+        settle(&server, &mut got, Duration::from_millis(100));
+        got
     });
 
     let markers: Vec<&str> = [
@@ -242,11 +317,14 @@ fn client_side_socket_receives_what_the_server_sends() {
             payload: b"MARK-offer",
         }
         .emit(&mut reply);
-        server.send(&reply).expect("send");
+        // The frame the client socket must drop first, the one it admits last.
         server
             .send(&udp_frame(67, b"MARK-not-for-client"))
             .expect("send");
-        collect(&client, Duration::from_millis(300))
+        server.send(&reply).expect("send");
+        let mut got = collect_until(&client, &[b"MARK-offer"], ARRIVAL_LIMIT);
+        settle(&client, &mut got, Duration::from_millis(100));
+        got
     });
     assert_eq!(received.len(), 1, "{received:?}");
     assert!(has_marker(&received[0].0, b"MARK-offer"));
@@ -278,7 +356,9 @@ fn datagrams_from_local_udp_sockets_parse_despite_checksum_offload() {
         let to = std::net::SocketAddr::from((Ipv4Addr::BROADCAST, 67));
         sock.send_to(b"MARK-from-udp-socket", &to.into())
             .expect("send");
-        collect(&server, Duration::from_millis(300))
+        let mut got = collect_until(&server, &[b"MARK-from-udp-socket"], ARRIVAL_LIMIT);
+        settle(&server, &mut got, Duration::from_millis(100));
+        got
     });
     let frames: Vec<&Vec<u8>> = received
         .iter()

@@ -727,14 +727,26 @@ fn disable_rp_filter(ns: &str, ifaces: &[&str]) {
     );
 }
 
-/// Wait (bounded) until `ifname` in `ns` has carrier.
+/// Wait (bounded) until `ifname` in `ns` is operationally UP, not only carrying (`LOWER_UP`).
+///
+/// A veth end transmits only once the kernel's link watcher has switched its transmit queues
+/// from the `noop` qdisc, which drops every frame silently; the carrier flag is set before
+/// that, the operational state in the same step. The watcher runs from a workqueue under the
+/// RTNL lock, so on a loaded machine, or while other tests create and delete namespaces, it
+/// lags behind `ip link set up` and a client's first requests (or the server's first answers)
+/// would vanish.
 fn wait_link_up(ns: &str, ifname: &str) {
-    let up = wait_until(Duration::from_secs(5), || {
+    let mut last = String::new();
+    let up = wait_until(Duration::from_secs(10), || {
         let out = run(
             Command::new(tool("ip")).args(["-n", ns, "-o", "link", "show", "dev", ifname]),
             CMD_TIMEOUT,
         );
-        out.stdout.contains("LOWER_UP").then_some(())
+        last = out.stdout;
+        (last.contains("LOWER_UP") && last.contains(" state UP ")).then_some(())
     });
-    assert!(up.is_some(), "{ifname} in {ns} has no carrier after 5 s");
+    assert!(
+        up.is_some(),
+        "{ifname} in {ns} is not operationally UP after 10 s: {last}"
+    );
 }

@@ -83,18 +83,27 @@ pub struct UringUnavailable {
 /// io_uring, with `EPERM` when `kernel.io_uring_disabled` or a seccomp filter (Docker's and
 /// containerd's default profiles) forbids it.
 ///
+/// The ring is made and dropped on a short-lived thread of its own, never on the caller's:
+/// `io_uring_setup` registers the creating thread with the ring, and the ring's teardown (run
+/// later from a kernel workqueue) queues task work on every registered thread with
+/// `TWA_SIGNAL`. That interrupts whatever blocking call the thread is in at that moment: a
+/// `recvfrom` with a receive timeout fails with `EINTR`, a `sleep` wakes early. Seen as
+/// downloads failing with "Interrupted system call" right after a probe on a loaded machine.
+///
 /// # Errors
 /// [`UringUnavailable`] with the reason.
 pub fn probe() -> Result<(), UringUnavailable> {
-    match tokio_uring::uring_builder().build(4) {
-        Ok(ring) => {
-            drop(ring);
-            Ok(())
-        }
-        Err(e) => Err(UringUnavailable {
-            reason: explain(&e, read_disabled_sysctl()),
-        }),
-    }
+    let attempt = std::thread::Builder::new()
+        .name("io_uring-probe".to_owned())
+        .spawn(|| tokio_uring::uring_builder().build(4).map(drop))
+        .and_then(|prober| {
+            prober
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the io_uring probe thread panicked")))
+        });
+    attempt.map_err(|e| UringUnavailable {
+        reason: explain(&e, read_disabled_sysctl()),
+    })
 }
 
 /// `kernel.io_uring_disabled` (absent before Linux 6.6).
@@ -301,6 +310,30 @@ mod tests {
         assert!(explain(&err(libc::EPERM), None).contains("seccomp"));
         assert!(explain(&err(libc::ENOSYS), None).contains("no io_uring"));
         assert!(explain(&err(libc::ENOMEM), None).contains("RLIMIT_MEMLOCK"));
+    }
+
+    /// A probe leaves the calling thread alone: a blocking receive right after it times out
+    /// as asked instead of failing with `EINTR` when the probed ring is torn down.
+    #[test]
+    fn a_probe_does_not_interrupt_the_caller() {
+        if probe().is_err() {
+            eprintln!("io_uring unavailable: skipped");
+            return;
+        }
+        let socket = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+            .unwrap();
+        for _ in 0..3 {
+            assert!(probe().is_ok());
+            let mut buf = [0u8; 16];
+            let err = socket.recv_from(&mut buf).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                io::ErrorKind::WouldBlock,
+                "the receive must time out, not be interrupted: {err}"
+            );
+        }
     }
 
     #[test]
