@@ -612,7 +612,7 @@ pub async fn bind(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::{Read, Write};
     use std::net::{Ipv4Addr, TcpStream};
 
@@ -621,7 +621,8 @@ mod tests {
     use super::*;
     use crate::dhcp::MessageType;
 
-    fn get(addr: SocketAddr, path: &str) -> String {
+    /// `GET path` over a fresh connection: the whole response, head and body.
+    pub(crate) fn get(addr: SocketAddr, path: &str) -> String {
         let mut s = TcpStream::connect(addr).expect("connect");
         write!(
             s,
