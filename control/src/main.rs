@@ -545,9 +545,10 @@ fn init_tracing(format: LogFormat) {
 async fn serve(config: ServeConfig) -> Result<(), Failure> {
     server::install_crypto_provider();
     let tls = match &config.tls {
-        Some(files) => Some(server::load_tls(files).map_err(usage)?),
+        Some(files) => Some(server::load_tls_with_leaf(files).map_err(usage)?),
         None => None,
     };
+    let (tls, tls_leaf) = tls.unzip();
     if let Some(path) = &config.o2ims.callback_ca {
         let certs = delivery::load_ca_file(path)
             .map_err(|m| usage(anyhow::anyhow!("--callback-ca: {m}")))?;
@@ -578,6 +579,9 @@ async fn serve(config: ServeConfig) -> Result<(), Failure> {
     let state = AppState::new(db.clone(), config.auth)
         .await
         .context("loading the token signing keys")?;
+    if let Some(leaf) = &tls_leaf {
+        state.metrics.set_https_cert(leaf);
+    }
     // Automatic signing-key rotation, stopped with the process.
     let _key_rotation = config.key_rotation.map(|period| {
         info!(

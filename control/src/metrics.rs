@@ -14,11 +14,14 @@
 //! | `ims_o2ims_registration_attempts_total` | counter | | registration POSTs sent |
 //!
 //! and the fleet and certificate gauges of the `fleet` submodule (workers by status, their
-//! heartbeats, outboxes and certificates, the uplink CA and server certificates).
+//! heartbeats, outboxes and certificates, the uplink CA and server certificates, the HTTPS
+//! certificate: `ims_control_https_cert_expiry_timestamp_seconds`), and the O2ims alarm gauges
+//! of the `alarms` submodule (`ims_alarms_open{severity,alarm}`,
+//! `ims_alarms_unacknowledged{severity}`).
 //!
 //! `route` is the matched route template (`/api/users/{id}`), or `unmatched` for requests no
 //! route matched, so the label set stays bounded; `method` is one of the standard HTTP methods
-//! or `other`. The pool gauges are read when `/metrics` is scraped.
+//! or `other`. The pool, fleet and alarm gauges are read when `/metrics` is scraped.
 
 use std::fmt;
 use std::sync::Arc;
@@ -38,6 +41,7 @@ use crate::db::Db;
 use crate::ratelimit::Clock;
 use crate::state::AppState;
 
+mod alarms;
 mod fleet;
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
@@ -71,6 +75,7 @@ pub struct Metrics {
     pool_connections: Gauge,
     pool_idle: Gauge,
     fleet: fleet::FleetMetrics,
+    alarms: alarms::AlarmMetrics,
     clock: Arc<dyn Clock>,
     /// `ims_o2ims_registered`: 1 once the SMO accepted the registration, else 0.
     pub o2ims_registered: Gauge,
@@ -143,6 +148,7 @@ impl Metrics {
             o2ims_registration_attempts.clone(),
         );
         let fleet = fleet::FleetMetrics::register(&mut registry);
+        let alarms = alarms::AlarmMetrics::register(&mut registry);
         Self {
             registry,
             requests,
@@ -150,6 +156,7 @@ impl Metrics {
             pool_connections,
             pool_idle,
             fleet,
+            alarms,
             clock,
             o2ims_registered,
             o2ims_registration_attempts,
@@ -180,10 +187,23 @@ impl Metrics {
         self.fleet.set_uplink_certs(ca_der, server_der);
     }
 
-    /// The metrics in the OpenMetrics text format, with the pool gauges and the fleet gauges
-    /// read from `db` now.
+    /// Records the end of validity of the HTTPS certificate this process serves (DER, the
+    /// first of the chain); one that does not parse is left out.
+    pub fn set_https_cert(&self, der: &[u8]) {
+        self.fleet.set_https_cert(der);
+    }
+
+    /// The metrics in the OpenMetrics text format, with the pool, fleet and alarm gauges read
+    /// from `db` now.
     pub async fn render(&self, db: &Db) -> String {
-        self.fleet.refresh(db).await;
+        let fleet_read = self.fleet.refresh(db).await;
+        if let Err(e) = self.alarms.refresh(db).await {
+            // One count per failed scrape.
+            if fleet_read {
+                self.fleet.count_store_error();
+            }
+            tracing::warn!("metrics: cannot count the open alarms in the store: {e}");
+        }
         let pool = db.pool();
         self.pool_connections.set(i64::from(pool.size()));
         self.pool_idle
@@ -255,6 +275,9 @@ mod tests {
             "ims_control_workers{status=\"active\"} 0",
             "ims_control_uplink_ca_cert_expiry_timestamp_seconds 0",
             "ims_control_metrics_store_errors_total 0",
+            "ims_control_https_cert_expiry_timestamp_seconds 0",
+            "ims_alarms_open{severity=\"MAJOR\",alarm=\"edge-down\"} 0",
+            "ims_alarms_unacknowledged{severity=\"CRITICAL\"} 0",
             &format!(
                 "ims_control_build_info{{version=\"{}\"}} 1",
                 env!("CARGO_PKG_VERSION")

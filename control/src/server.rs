@@ -131,7 +131,23 @@ pub async fn create_first_admin(db: &Db, given: Option<String>) -> Result<FirstA
 /// # Errors
 /// A file cannot be read, holds no certificate or key, or the pair does not match.
 pub fn load_tls(files: &TlsFiles) -> Result<RustlsConfig, TlsError> {
+    load_tls_with_leaf(files).map(|(config, _)| config)
+}
+
+/// [`load_tls`], also answering the serving (first) certificate of the chain, as read, for
+/// its expiry gauge ([`crate::metrics::Metrics::set_https_cert`]).
+///
+/// # Errors
+/// As [`load_tls`].
+pub fn load_tls_with_leaf(
+    files: &TlsFiles,
+) -> Result<(RustlsConfig, CertificateDer<'static>), TlsError> {
     let certs = read_certs(&files.cert)?;
+    // read_certs refuses an empty chain.
+    let leaf = certs
+        .first()
+        .cloned()
+        .unwrap_or_else(|| CertificateDer::from(Vec::new()));
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| TlsError::Load {
         what: "private key",
         path: files.key.display().to_string(),
@@ -143,7 +159,7 @@ pub fn load_tls(files: &TlsFiles) -> Result<RustlsConfig, TlsError> {
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(RustlsConfig::from_config(Arc::new(config)))
+    Ok((RustlsConfig::from_config(Arc::new(config)), leaf))
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {

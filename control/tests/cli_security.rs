@@ -1,6 +1,7 @@
 //! The real `ims-control` binary: security headers over plain HTTP (no HSTS) and HTTPS (with
-//! HSTS), and `rotate-key` against a running server (its tokens keep working; the new key is
-//! reported, the old one kept).
+//! HSTS), `/metrics` over HTTPS giving the serving certificate's end of validity, and
+//! `rotate-key` against a running server (its tokens keep working; the new key is reported, the
+//! old one kept).
 
 mod process;
 mod support;
@@ -66,6 +67,51 @@ fn headers_over_http_and_https() {
         );
         assert_eq!(header(&a.body, "x-frame-options"), Some("DENY"));
     }
+}
+
+/// Unix seconds now.
+#[allow(clippy::disallowed_methods)] // the test compares with a certificate made now
+fn unix_now() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(since.as_secs()).expect("seconds")
+}
+
+#[test]
+fn https_certificate_expiry_is_exported() {
+    let dir = TempDir::new("ims-cli-https-expiry");
+    let before = unix_now();
+    // Valid two days from now (openssl req -days 2).
+    let (cert, key) = self_signed_cert(dir.path());
+    let after = unix_now();
+    let mut cmd = serve(&dir.path().join("tls"));
+    cmd.arg("--tls-cert").arg(&cert).arg("--tls-key").arg(&key);
+    cmd.env("IMS_ADMIN_PASSWORD", "expiry-pass");
+    let tls = Server::start(cmd);
+    let cacert = cert.display().to_string();
+    let page = curl(
+        "GET",
+        &format!("{}/metrics", tls.url),
+        None,
+        None,
+        &["--cacert", cacert.as_str()],
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    let value: i64 = page
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("ims_control_https_cert_expiry_timestamp_seconds "))
+        .unwrap_or_else(|| panic!("no HTTPS expiry gauge in\n{}", page.body))
+        .parse()
+        .expect("integer gauge");
+    let two_days = 2 * 86_400;
+    assert!(
+        (before + two_days..=after + two_days).contains(&value),
+        "expiry {value}, expected {} ..= {}",
+        before + two_days,
+        after + two_days
+    );
 }
 
 #[test]

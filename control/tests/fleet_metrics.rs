@@ -1,11 +1,22 @@
 //! `/metrics` shows the fleet as the store knows it, on SQLite and PostgreSQL: workers by status
 //! (revoked ones apart), each unrevoked worker's last heartbeat, outbox depth and newest
-//! unrevoked certificate's expiry; a deleted worker's series go away.
+//! unrevoked certificate's expiry; a deleted worker's series go away. The O2ims alarm gauges
+//! follow the alarms in the store: raised by the evaluator on a real condition (an edge's
+//! missed heartbeats), acknowledged and cleared through the monitoring API, and another
+//! replica's registry on the same database reports the same counts.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
+// o2ims_alarms.rs's helpers; this file uses a few of their re-exports.
+#[allow(unused_imports)]
+mod alarms_support;
 mod support;
 
+use std::sync::Arc;
+
+use alarms_support::{MON, age_heartbeat, evaluate, named, register_worker};
 use axum::http::{Method, StatusCode};
+use ims_control::metrics::Metrics;
+use ims_control::ratelimit::SystemClock;
 use serde_json::{Value, json};
 use support::TestApp;
 
@@ -98,3 +109,68 @@ async fn fleet_gauges(app: &TestApp) {
     );
 }
 dual_test!(fleet_gauges);
+
+/// Asserts each `(series, value)` is a line of `page`.
+fn assert_values(page: &str, expected: &[(&str, i64)]) {
+    for (series, value) in expected {
+        let line = format!("{series} {value}");
+        assert!(has(page, &line), "missing {line} in\n{page}");
+    }
+}
+
+async fn alarm_gauges(app: &TestApp) {
+    const OPEN: &str = "ims_alarms_open{severity=\"MAJOR\",alarm=\"edge-down\"}";
+    const UNACKED: &str = "ims_alarms_unacknowledged{severity=\"MAJOR\"}";
+    const OTHER_OPEN: &str = "ims_alarms_open{severity=\"MINOR\",alarm=\"edge-service-error\"}";
+    // Every definition and severity exists before the first alarm.
+    let page = scrape(app).await;
+    assert_values(
+        &page,
+        &[
+            (OPEN, 0),
+            (UNACKED, 0),
+            (OTHER_OPEN, 0),
+            (
+                "ims_alarms_open{severity=\"MAJOR\",alarm=\"machine-provisioning-failed\"}",
+                0,
+            ),
+            (
+                "ims_alarms_open{severity=\"WARNING\",alarm=\"ip-pool-usage-high\"}",
+                0,
+            ),
+            ("ims_alarms_unacknowledged{severity=\"CRITICAL\"}", 0),
+        ],
+    );
+
+    // An edge misses three heartbeats: the evaluator raises edge-down.
+    register_worker(app, "edge-1").await;
+    age_heartbeat(&app.state.db, "edge-1", 60_000).await;
+    assert_eq!(evaluate(app).await.raised, 1);
+    let page = scrape(app).await;
+    assert_values(&page, &[(OPEN, 1), (UNACKED, 1), (OTHER_OPEN, 0)]);
+    // Another replica (its own registry, same database) counts the alarm it did not raise.
+    let replica = Metrics::new(Arc::new(SystemClock));
+    let other_page = replica.render(&app.state.db).await;
+    assert_values(&other_page, &[(OPEN, 1), (UNACKED, 1)]);
+
+    let down = named(app, "edge-down").await;
+    let id = down[0]["alarmEventRecordId"].as_str().unwrap();
+    let uri = format!("{MON}/alarms/{id}");
+    let r = app.patch(&uri, json!({"alarmAcknowledged": true})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let page = scrape(app).await;
+    assert_values(&page, &[(OPEN, 1), (UNACKED, 0)]);
+
+    let r = app.patch(&uri, json!({"perceivedSeverity": 5})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let page = scrape(app).await;
+    assert_values(
+        &page,
+        &[
+            (OPEN, 0),
+            (UNACKED, 0),
+            ("ims_control_metrics_store_errors_total", 0),
+        ],
+    );
+}
+dual_test!(alarm_gauges);

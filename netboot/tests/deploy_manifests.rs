@@ -485,6 +485,9 @@ fn prometheus_scrapes_the_configured_ports_and_the_rules_are_complete() {
         "EdgeCertificateExpiring",
         "UplinkCaCertificateExpiring",
         "UplinkServerCertificateExpiring",
+        "ImsControlHttpsCertificateExpiring",
+        "ImsAlarmCriticalOpen",
+        "ImsAlarmMajorOpen",
     ] {
         assert!(names.contains(wanted), "alert {wanted} missing");
     }

@@ -9,11 +9,13 @@
 //! | `ims_control_worker_cert_expiry_timestamp_seconds` | gauge | `worker_id`, `site` | end of validity of its newest unrevoked certificate |
 //! | `ims_control_uplink_ca_cert_expiry_timestamp_seconds` | gauge | | end of validity of the uplink CA |
 //! | `ims_control_uplink_server_cert_expiry_timestamp_seconds` | gauge | | end of validity of this process's QUIC server certificate |
-//! | `ims_control_metrics_store_errors_total` | counter | | scrapes whose store queries failed (the fleet gauges kept their last values) |
+//! | `ims_control_https_cert_expiry_timestamp_seconds` | gauge | | end of validity of the HTTPS certificate this process serves (`--tls-cert`, first of the chain); 0 over plain HTTP |
+//! | `ims_control_metrics_store_errors_total` | counter | | scrapes whose store queries failed (the fleet and alarm gauges kept their last values) |
 //!
 //! Every replica on one database reports the same fleet values: aggregate them with `max by`.
-//! Timestamps are Unix seconds, so `x - time()` is the time left. The certificate gauges are 0
-//! until the uplink server has started.
+//! Timestamps are Unix seconds, so `x - time()` is the time left. The uplink certificate gauges
+//! are 0 until the uplink server has started; the HTTPS one is set when the certificate is
+//! loaded at start (ims-control does not reload it: a new certificate needs a restart).
 
 use std::collections::BTreeMap;
 
@@ -51,6 +53,7 @@ pub(crate) struct FleetMetrics {
     cert_expiry: Family<WorkerLabels, Gauge>,
     ca_expiry: Gauge,
     server_expiry: Gauge,
+    https_expiry: Gauge,
     store_errors: Counter,
 }
 
@@ -99,10 +102,15 @@ impl FleetMetrics {
             "End of validity of this process's QUIC server certificate (Unix seconds)",
             m.server_expiry.clone(),
         );
+        registry.register(
+            "ims_control_https_cert_expiry_timestamp_seconds",
+            "End of validity of the HTTPS certificate this process serves (Unix seconds; 0 over plain HTTP)",
+            m.https_expiry.clone(),
+        );
         // The encoder appends `_total` to counters.
         registry.register(
             "ims_control_metrics_store_errors",
-            "Scrapes whose store queries failed (fleet gauges kept their last values)",
+            "Scrapes whose store queries failed (fleet and alarm gauges kept their last values)",
             m.store_errors.clone(),
         );
         m
@@ -119,14 +127,31 @@ impl FleetMetrics {
         }
     }
 
+    /// Sets the HTTPS certificate gauge from the DER of the serving certificate; one that does
+    /// not parse leaves the gauge as it was.
+    pub(crate) fn set_https_cert(&self, der: &[u8]) {
+        if let Some(t) = not_after_seconds(der) {
+            self.https_expiry.set(t);
+        }
+    }
+
+    /// Counts a scrape whose store queries failed (outside this module: the alarm gauges).
+    pub(crate) fn count_store_error(&self) {
+        self.store_errors.inc();
+    }
+
     /// Reads the workers and their certificates from `db` and sets the fleet gauges; on a store
-    /// error counts it, logs it and keeps the last values.
-    pub(crate) async fn refresh(&self, db: &Db) {
+    /// error counts it, logs it and keeps the last values. False after a store error.
+    pub(crate) async fn refresh(&self, db: &Db) -> bool {
         match read(db).await {
-            Ok((workers, certs)) => self.set(&workers, &certs),
+            Ok((workers, certs)) => {
+                self.set(&workers, &certs);
+                true
+            }
             Err(e) => {
                 self.store_errors.inc();
                 tracing::warn!("metrics: cannot read the workers from the store: {e}");
+                false
             }
         }
     }
@@ -302,6 +327,12 @@ mod tests {
         let server = ca.issue_server_cert(&[], 1_700_000_000_000).unwrap();
         m.set_uplink_certs(ca.cert_der(), &server.chain[0]);
         m.set_uplink_certs(b"not a certificate", b"");
+        assert!(
+            render(&registry).contains("ims_control_https_cert_expiry_timestamp_seconds 0\n"),
+            "plain HTTP until set"
+        );
+        m.set_https_cert(&server.chain[0]);
+        m.set_https_cert(b"not a certificate");
         let text = render(&registry);
         let day = 86_400;
         let ca_end = 1_700_000_000 + crate::uplink::ca::CA_VALIDITY_DAYS * day;
@@ -315,6 +346,12 @@ mod tests {
         assert!(
             text.contains(&format!(
                 "ims_control_uplink_server_cert_expiry_timestamp_seconds {server_end}"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "ims_control_https_cert_expiry_timestamp_seconds {server_end}"
             )),
             "{text}"
         );
