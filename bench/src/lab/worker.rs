@@ -209,6 +209,23 @@ impl Job {
         self.screen.bars(&[]);
         let (table, reached) = boot_table(&outcomes, &active, total);
         self.screen.say(table);
+        if let Some(slowest) = to_active(&outcomes, &active).into_iter().max()
+            && slowest > SLOW_ACTIVE
+        {
+            // Evidence for a slow uplink or control plane (refusals, reconnects, store errors).
+            for (name, child) in [("ims-control", &ctl), ("netbootd", &netbootd)] {
+                let log = std::fs::read_to_string(&child.log).unwrap_or_default();
+                let lines = warnings(&log, 10);
+                if !lines.is_empty() {
+                    self.screen.say(format!(
+                        "slowest phone-home → ACTIVE {:.1} s; {name} warnings ({}):\n{}",
+                        slowest.as_secs_f64(),
+                        child.log.display(),
+                        lines.join("\n")
+                    ));
+                }
+            }
+        }
 
         if let Some(dnsmasq) = &cfg.dnsmasq {
             netbootd.stop(Duration::from_secs(10));
@@ -446,13 +463,7 @@ fn boot_table(
             .count();
         rows.push(Row::new(label, &ok, applicable - ok.len()));
     }
-    let to_active: Vec<Duration> = outcomes
-        .iter()
-        .filter_map(|o| {
-            let mac = o.mac?.to_string().to_ascii_lowercase();
-            Some(active.get(&mac)?.saturating_duration_since(o.phoned_at?))
-        })
-        .collect();
+    let to_active = to_active(outcomes, active);
     rows.push(Row::new("ACTIVE", &to_active, n - to_active.len()));
     let mut text = format!(
         "boot of {n} machines: {}/{n} ACTIVE after {:.1} s\n",
@@ -493,6 +504,29 @@ fn boot_table(
     (text, to_active.len())
 }
 
+/// Each machine's time from its phone-home to the first poll that showed it `ACTIVE`.
+fn to_active(outcomes: &[Outcome], active: &BTreeMap<String, Instant>) -> Vec<Duration> {
+    outcomes
+        .iter()
+        .filter_map(|o| {
+            let mac = o.mac?.to_string().to_ascii_lowercase();
+            Some(active.get(&mac)?.saturating_duration_since(o.phoned_at?))
+        })
+        .collect()
+}
+
+/// A phone-home → ACTIVE slower than this gets the servers' warnings printed under the table.
+const SLOW_ACTIVE: Duration = Duration::from_secs(1);
+
+/// The `WARN` and `ERROR` lines of a server's log, at most `max` (the last ones).
+fn warnings(log: &str, max: usize) -> Vec<&str> {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    lines[lines.len().saturating_sub(max)..].to_vec()
+}
+
 /// A machine's results of DHCP, TFTP, HTTP and phone-home.
 fn phase_results(o: &Outcome) -> [Option<&Result<Duration, String>>; 4] {
     [
@@ -526,5 +560,13 @@ mod tests {
         assert_eq!(active_poll_pause(3, 1), POLL_WAITING, "two wait to be seen");
         assert_eq!(active_poll_pause(3, 3), POLL_IDLE, "all seen");
         assert!(POLL_WAITING <= Duration::from_millis(50));
+    }
+
+    #[test]
+    fn warnings_are_the_last_warn_and_error_lines() {
+        let log = "t INFO a\nt  WARN netbootd: one\nt INFO b\nt ERROR x: two\nt  WARN y: three\n";
+        assert_eq!(warnings(log, 2), vec!["t ERROR x: two", "t  WARN y: three"]);
+        assert_eq!(warnings(log, 10).len(), 3);
+        assert!(warnings("t INFO only\n", 10).is_empty());
     }
 }
