@@ -408,14 +408,18 @@ impl Job {
             .spawn(move || {
                 let mut rest = Rest::login(&password, Duration::from_secs(10), &stop)?;
                 let mut seen = BTreeMap::new();
+                let mut last_poll: Option<Instant> = None;
                 while !stop.load(Ordering::Relaxed) && seen.len() < total {
-                    let now = Instant::now();
-                    for mac in rest.active_macs()? {
-                        seen.entry(mac).or_insert(now);
-                    }
-                    progress.set_done(Phase::Active, seen.len() as u64);
                     let phoned = progress.get(Phase::PhoneHome).0;
-                    std::thread::sleep(active_poll_pause(phoned, seen.len()));
+                    if should_poll(phoned, seen.len(), last_poll.map(|t| t.elapsed())) {
+                        let now = Instant::now();
+                        last_poll = Some(now);
+                        for mac in rest.active_macs()? {
+                            seen.entry(mac).or_insert(now);
+                        }
+                        progress.set_done(Phase::Active, seen.len() as u64);
+                    }
+                    std::thread::sleep(POLL_WAITING);
                 }
                 Ok(seen)
             })
@@ -423,21 +427,17 @@ impl Job {
     }
 }
 
-/// Pause of the ACTIVE watcher between polls while no machine that phoned home waits to be
-/// seen `ACTIVE`.
+/// Longest pause of the ACTIVE watcher between polls.
 const POLL_IDLE: Duration = Duration::from_millis(250);
-/// Pause while one does: the phone-home → ACTIVE figure is then late by at most this much.
+/// How often the watcher looks whether a machine phoned home (and then polls at once): the
+/// phone-home → ACTIVE figure is late by at most about this much.
 const POLL_WAITING: Duration = Duration::from_millis(25);
 
-/// The ACTIVE watcher's pause before its next poll, given how many machines phoned home and
-/// how many it has seen `ACTIVE`: short while some phoned home and are not seen yet, so the
-/// measured phase is not padded by up to a whole idle pause.
-fn active_poll_pause(phoned: u64, seen: usize) -> Duration {
-    if phoned > seen as u64 {
-        POLL_WAITING
-    } else {
-        POLL_IDLE
-    }
+/// Whether the ACTIVE watcher polls the REST API now, given how many machines phoned home, how
+/// many it has seen `ACTIVE` and the time since its last poll (`None`: never polled): at once
+/// while some phoned home and are not seen yet, otherwise every [`POLL_IDLE`].
+fn should_poll(phoned: u64, seen: usize, since_last: Option<Duration>) -> bool {
+    phoned > seen as u64 || since_last.is_none_or(|d| d >= POLL_IDLE)
 }
 
 /// The final table of a full boot.
@@ -555,11 +555,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_watcher_polls_fast_only_while_a_phoned_home_machine_is_not_seen_active() {
-        assert_eq!(active_poll_pause(0, 0), POLL_IDLE, "nobody phoned home yet");
-        assert_eq!(active_poll_pause(3, 1), POLL_WAITING, "two wait to be seen");
-        assert_eq!(active_poll_pause(3, 3), POLL_IDLE, "all seen");
-        assert!(POLL_WAITING <= Duration::from_millis(50));
+    fn the_watcher_polls_at_once_while_a_phoned_home_machine_is_not_seen_active() {
+        let ms = Duration::from_millis;
+        assert!(should_poll(0, 0, None), "the first poll");
+        assert!(
+            !should_poll(0, 0, Some(ms(30))),
+            "nobody phoned home: idle pace"
+        );
+        assert!(should_poll(0, 0, Some(POLL_IDLE)), "idle pace reached");
+        assert!(
+            should_poll(3, 1, Some(ms(1))),
+            "two wait to be seen: poll now"
+        );
+        assert!(!should_poll(3, 3, Some(ms(100))), "all seen: idle pace");
+        assert!(POLL_WAITING <= ms(50));
     }
 
     #[test]
