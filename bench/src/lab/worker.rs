@@ -209,6 +209,23 @@ impl Job {
         self.screen.bars(&[]);
         let (table, reached) = boot_table(&outcomes, &active, total);
         self.screen.say(table);
+        if let Some(slowest) = to_active(&outcomes, &active).into_iter().max()
+            && slowest > SLOW_ACTIVE
+        {
+            // Evidence for a slow uplink or control plane (refusals, reconnects, store errors).
+            for (name, child) in [("ims-control", &ctl), ("netbootd", &netbootd)] {
+                let log = std::fs::read_to_string(&child.log).unwrap_or_default();
+                let lines = warnings(&log, 10);
+                if !lines.is_empty() {
+                    self.screen.say(format!(
+                        "slowest phone-home → ACTIVE {:.1} s; {name} warnings ({}):\n{}",
+                        slowest.as_secs_f64(),
+                        child.log.display(),
+                        lines.join("\n")
+                    ));
+                }
+            }
+        }
 
         if let Some(dnsmasq) = &cfg.dnsmasq {
             netbootd.stop(Duration::from_secs(10));
@@ -391,18 +408,36 @@ impl Job {
             .spawn(move || {
                 let mut rest = Rest::login(&password, Duration::from_secs(10), &stop)?;
                 let mut seen = BTreeMap::new();
+                let mut last_poll: Option<Instant> = None;
                 while !stop.load(Ordering::Relaxed) && seen.len() < total {
-                    let now = Instant::now();
-                    for mac in rest.active_macs()? {
-                        seen.entry(mac).or_insert(now);
+                    let phoned = progress.get(Phase::PhoneHome).0;
+                    if should_poll(phoned, seen.len(), last_poll.map(|t| t.elapsed())) {
+                        let now = Instant::now();
+                        last_poll = Some(now);
+                        for mac in rest.active_macs()? {
+                            seen.entry(mac).or_insert(now);
+                        }
+                        progress.set_done(Phase::Active, seen.len() as u64);
                     }
-                    progress.set_done(Phase::Active, seen.len() as u64);
-                    std::thread::sleep(Duration::from_millis(250));
+                    std::thread::sleep(POLL_WAITING);
                 }
                 Ok(seen)
             })
             .map_err(|e| LabError::Setup(format!("cannot start a thread: {e}")))
     }
+}
+
+/// Longest pause of the ACTIVE watcher between polls.
+const POLL_IDLE: Duration = Duration::from_millis(250);
+/// How often the watcher looks whether a machine phoned home (and then polls at once): the
+/// phone-home → ACTIVE figure is late by at most about this much.
+const POLL_WAITING: Duration = Duration::from_millis(25);
+
+/// Whether the ACTIVE watcher polls the REST API now, given how many machines phoned home, how
+/// many it has seen `ACTIVE` and the time since its last poll (`None`: never polled): at once
+/// while some phoned home and are not seen yet, otherwise every [`POLL_IDLE`].
+fn should_poll(phoned: u64, seen: usize, since_last: Option<Duration>) -> bool {
+    phoned > seen as u64 || since_last.is_none_or(|d| d >= POLL_IDLE)
 }
 
 /// The final table of a full boot.
@@ -428,13 +463,7 @@ fn boot_table(
             .count();
         rows.push(Row::new(label, &ok, applicable - ok.len()));
     }
-    let to_active: Vec<Duration> = outcomes
-        .iter()
-        .filter_map(|o| {
-            let mac = o.mac?.to_string().to_ascii_lowercase();
-            Some(active.get(&mac)?.saturating_duration_since(o.phoned_at?))
-        })
-        .collect();
+    let to_active = to_active(outcomes, active);
     rows.push(Row::new("ACTIVE", &to_active, n - to_active.len()));
     let mut text = format!(
         "boot of {n} machines: {}/{n} ACTIVE after {:.1} s\n",
@@ -475,6 +504,29 @@ fn boot_table(
     (text, to_active.len())
 }
 
+/// Each machine's time from its phone-home to the first poll that showed it `ACTIVE`.
+fn to_active(outcomes: &[Outcome], active: &BTreeMap<String, Instant>) -> Vec<Duration> {
+    outcomes
+        .iter()
+        .filter_map(|o| {
+            let mac = o.mac?.to_string().to_ascii_lowercase();
+            Some(active.get(&mac)?.saturating_duration_since(o.phoned_at?))
+        })
+        .collect()
+}
+
+/// A phone-home → ACTIVE slower than this gets the servers' warnings printed under the table.
+const SLOW_ACTIVE: Duration = Duration::from_secs(1);
+
+/// The `WARN` and `ERROR` lines of a server's log, at most `max` (the last ones).
+fn warnings(log: &str, max: usize) -> Vec<&str> {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    lines[lines.len().saturating_sub(max)..].to_vec()
+}
+
 /// A machine's results of DHCP, TFTP, HTTP and phone-home.
 fn phase_results(o: &Outcome) -> [Option<&Result<Duration, String>>; 4] {
     [
@@ -496,4 +548,34 @@ fn failures(outcomes: &[Outcome]) -> Vec<(String, usize)> {
         }
     }
     errors.into_iter().take(5).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watcher_polls_at_once_while_a_phoned_home_machine_is_not_seen_active() {
+        let ms = Duration::from_millis;
+        assert!(should_poll(0, 0, None), "the first poll");
+        assert!(
+            !should_poll(0, 0, Some(ms(30))),
+            "nobody phoned home: idle pace"
+        );
+        assert!(should_poll(0, 0, Some(POLL_IDLE)), "idle pace reached");
+        assert!(
+            should_poll(3, 1, Some(ms(1))),
+            "two wait to be seen: poll now"
+        );
+        assert!(!should_poll(3, 3, Some(ms(100))), "all seen: idle pace");
+        assert!(POLL_WAITING <= ms(50));
+    }
+
+    #[test]
+    fn warnings_are_the_last_warn_and_error_lines() {
+        let log = "t INFO a\nt  WARN netbootd: one\nt INFO b\nt ERROR x: two\nt  WARN y: three\n";
+        assert_eq!(warnings(log, 2), vec!["t ERROR x: two", "t  WARN y: three"]);
+        assert_eq!(warnings(log, 10).len(), 3);
+        assert!(warnings("t INFO only\n", 10).is_empty());
+    }
 }

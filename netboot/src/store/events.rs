@@ -297,6 +297,8 @@ pub struct EventLog {
     read_only: bool,
     /// Keeps the store's writer lock for as long as a log from a writable store exists.
     _writer_lock: Option<Arc<Flock<std::fs::File>>>,
+    /// Signalled after each committed append through this log or a clone of it.
+    appended: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for EventLog {
@@ -325,7 +327,17 @@ impl EventLog {
             path: path.into(),
             read_only,
             _writer_lock: writer_lock,
+            appended: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Wait until events were appended through this log or a clone of it ([`EventLog::append`],
+    /// [`EventLog::append_many`]). For one waiter, the uplink, which then reads the outbox at
+    /// once instead of at its next poll: an append while nobody waits is remembered, so the
+    /// next call returns at once. Lease events the DHCP committer writes in its own
+    /// transactions do not signal; the uplink's poll finds them.
+    pub async fn appended(&self) {
+        self.appended.notified().await;
     }
 
     /// Append one event and return its sequence number, durably. Blocks (fsync).
@@ -360,6 +372,7 @@ impl EventLog {
             return Ok(seqs);
         }
         wtxn.commit().map_err(|e| self.lmdb(e))?;
+        self.appended.notify_one();
         Ok(seqs)
     }
 

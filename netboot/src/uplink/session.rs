@@ -22,7 +22,8 @@
 //! * **Established**: a [`Heartbeat`] at once and then every interval from the Welcome (the
 //!   driver fills in services and metrics: the session only numbers and times them); outbox
 //!   events go out in batches of at most `max_batch`, at most `max_in_flight` batches
-//!   unacknowledged; snapshots and deltas turn into [`Command::Apply`], acknowledged with
+//!   unacknowledged, read `outbox_linger` after the driver reports an append
+//!   ([`Session::handle_recorded`]) and otherwise every `outbox_poll`; snapshots and deltas turn into [`Command::Apply`], acknowledged with
 //!   [`SnapshotAck`] once the driver reports them stored ([`Session::handle_applied`]); a
 //!   snapshot identical to the one stored (sent again after a reconnect) is acknowledged at
 //!   once without applying it. A delta
@@ -61,8 +62,12 @@ pub struct SessionConfig {
     pub handshake_timeout: Duration,
     /// Heartbeat interval when the Welcome gives none (0).
     pub default_heartbeat: Duration,
-    /// How often the outbox is checked for new events when it was empty.
+    /// How often the outbox is checked for new events when it was empty (the fallback: the
+    /// driver also reports appends with [`Session::handle_recorded`]).
     pub outbox_poll: Duration,
+    /// How long after [`Session::handle_recorded`] the outbox is read: events recorded within
+    /// this window (a burst of downloads finishing) go out in one batch.
+    pub outbox_linger: Duration,
     /// Most events in one batch.
     pub max_batch: usize,
     /// Most batches sent and not yet acknowledged.
@@ -82,6 +87,7 @@ impl Default for SessionConfig {
             handshake_timeout: Duration::from_secs(10),
             default_heartbeat: Duration::from_secs(10),
             outbox_poll: Duration::from_millis(500),
+            outbox_linger: Duration::from_millis(5),
             max_batch: 256,
             max_in_flight: 4,
             missed_heartbeats: 3,
@@ -214,6 +220,8 @@ pub struct Session {
     in_flight: VecDeque<u64>,
     /// `after` of the outstanding outbox read.
     reading: Option<u64>,
+    /// Events were recorded since the last read was asked for (it may not have seen them).
+    recorded: bool,
     next_poll: Duration,
     stats: SessionStats,
 }
@@ -249,6 +257,7 @@ impl Session {
             sent_through: 0,
             in_flight: VecDeque::new(),
             reading: None,
+            recorded: false,
             next_poll: now,
             stats: SessionStats::default(),
         }
@@ -483,6 +492,19 @@ impl Session {
         }
     }
 
+    /// New events were appended to the outbox: read it within `outbox_linger` instead of at
+    /// the next `outbox_poll` (a phone-home reaches the control plane in milliseconds, not up
+    /// to half a second later). Reads stay one at a time and within `max_in_flight`, so under
+    /// load events still accumulate into batches. Nothing happens unless established.
+    pub fn handle_recorded(&mut self, now: Duration) {
+        if self.phase != Phase::Established {
+            return;
+        }
+        self.recorded = true;
+        self.next_poll = self.next_poll.min(now + self.config.outbox_linger);
+        self.tick(now);
+    }
+
     /// The result of [`Command::ReadOutbox`] for `after`: the events found (unknown kinds
     /// already left out), the highest id read (`after` when none), and whether the read hit its
     /// limit (more may be waiting).
@@ -519,6 +541,9 @@ impl Session {
         }
         self.next_poll = if more {
             now
+        } else if self.recorded {
+            // Recorded while this read ran: it may have missed them.
+            now + self.config.outbox_linger
         } else {
             now + self.config.outbox_poll
         };
@@ -550,6 +575,7 @@ impl Session {
         }
         if self.can_read() && now >= self.next_poll {
             self.reading = Some(self.sent_through);
+            self.recorded = false;
             self.commands.push_back(Command::ReadOutbox {
                 after: self.sent_through,
                 limit: self.config.max_batch.max(1),

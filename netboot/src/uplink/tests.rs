@@ -3,6 +3,7 @@
 //! control plane.
 
 mod handshake;
+mod latency;
 mod outbox;
 mod sync;
 
@@ -164,6 +165,13 @@ impl Harness {
             "expected Up in {cmds:?}"
         );
         self.take_sent()
+    }
+
+    /// Append `n` events and report it, as the driver does when the event log is written.
+    fn record(&mut self, n: u64) {
+        self.add_events(n);
+        self.session.handle_recorded(self.now);
+        self.drain();
     }
 
     /// Append `n` phone-home events with the next ids.
