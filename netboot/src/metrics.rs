@@ -621,6 +621,43 @@ pub(crate) mod tests {
     use super::*;
     use crate::dhcp::MessageType;
 
+    /// The metrics listener on a free loopback port, served from a thread of its own.
+    pub(crate) struct TestServer {
+        /// Where it listens.
+        pub(crate) addr: SocketAddr,
+        stop: tokio::sync::oneshot::Sender<()>,
+        thread: std::thread::JoinHandle<Result<(), MetricsError>>,
+    }
+
+    impl TestServer {
+        /// Bind and serve `handle`'s metrics with `readiness`.
+        pub(crate) fn start(handle: PrometheusHandle, readiness: Readiness) -> Self {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let (addr, serve) = rt
+                .block_on(bind(
+                    SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                    handle,
+                    readiness,
+                    async move {
+                        let _ = stopped.await;
+                    },
+                ))
+                .expect("bind");
+            let thread = std::thread::spawn(move || rt.block_on(serve));
+            Self { addr, stop, thread }
+        }
+
+        /// Shut the listener down gracefully and check it ended without an error.
+        pub(crate) fn stop(self) {
+            self.stop.send(()).expect("shutdown");
+            self.thread.join().expect("join").expect("serve");
+        }
+    }
+
     /// `GET path` over a fresh connection: the whole response, head and body.
     pub(crate) fn get(addr: SocketAddr, path: &str) -> String {
         let mut s = TcpStream::connect(addr).expect("connect");
@@ -675,22 +712,8 @@ pub(crate) mod tests {
             record_send_error("eth9");
         });
 
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr, serve) = rt
-            .block_on(bind(
-                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-                handle,
-                Readiness::default(),
-                async move {
-                    let _ = rx.await;
-                },
-            ))
-            .expect("bind");
-        let server = std::thread::spawn(move || rt.block_on(serve));
+        let server = TestServer::start(handle, Readiness::default());
+        let addr = server.addr;
 
         let health = get(addr, "/healthz");
         assert!(health.starts_with("HTTP/1.1 200"), "{health}");
@@ -737,8 +760,7 @@ pub(crate) mod tests {
         let missing = get(addr, "/nope");
         assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
 
-        tx.send(()).expect("shutdown");
-        server.join().expect("join").expect("serve");
+        server.stop();
     }
 
     #[test]

@@ -113,10 +113,8 @@ impl Readiness {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, SocketAddr};
-
     use super::*;
-    use crate::metrics::tests::get;
+    use crate::metrics::tests::{TestServer, get};
 
     #[test]
     fn check_names_what_is_not_ready_in_order() {
@@ -159,22 +157,8 @@ mod tests {
             r.starting("http", "binding 0.0.0.0:8080");
             r
         });
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr, serve) = rt
-            .block_on(metrics::bind(
-                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-                handle.clone(),
-                readiness.clone(),
-                async move {
-                    let _ = rx.await;
-                },
-            ))
-            .expect("bind");
-        let server = std::thread::spawn(move || rt.block_on(serve));
+        let server = TestServer::start(handle.clone(), readiness.clone());
+        let addr = server.addr;
 
         let r = get(addr, "/readyz");
         assert!(r.starts_with("HTTP/1.1 503"), "{r}");
@@ -214,7 +198,6 @@ mod tests {
         assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
         assert!(handle.render().lines().any(|l| l == "netbootd_ready 0"));
 
-        tx.send(()).expect("shutdown");
-        server.join().expect("join").expect("serve");
+        server.stop();
     }
 }
