@@ -5,7 +5,8 @@
 //! netbootd configuration passes `netbootd check-config`; `EXPOSE` and the Prometheus scrape
 //! configuration use the configured ports; the alert rules are complete. `systemd-analyze
 //! verify` (and its offline security score) checks the units when systemd is installed (CI
-//! installs it); `promtool check rules` runs when promtool is installed.
+//! installs it); `promtool check rules` runs when promtool is installed (required with
+//! `PROMTOOL_REQUIRED=1`, which `.ci/run` sets after installing it).
 //!
 //! The ims-control configuration inside the ConfigMaps is loaded by the binary's own loader in
 //! `control/tests/deploy_config.rs`. `ims-control` is looked up next to this test binary.
@@ -524,6 +525,11 @@ fn prometheus_scrapes_the_configured_ports_and_the_rules_are_complete() {
             .current_dir(workspace().join("deploy/prometheus"))
             .output()
         else {
+            // CI installs promtool and sets PROMTOOL_REQUIRED=1: there a missing one fails.
+            assert!(
+                std::env::var_os("PROMTOOL_REQUIRED").is_none_or(|v| v != "1"),
+                "PROMTOOL_REQUIRED=1 but promtool is not installed: apt-get install prometheus"
+            );
             eprintln!(
                 "promtool not installed: `promtool {}` skipped",
                 args.join(" ")
