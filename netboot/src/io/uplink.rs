@@ -17,10 +17,10 @@
 //!   one at a time, in order.
 //! - **Outbox**: events are read from the event log after the last sent id, mapped to wire
 //!   events (the machine of a transfer found from the lease of its address), limited to
-//!   [`BATCH_BYTES`] per batch, and deleted once acknowledged. Appends through the event log
-//!   ([`EventLog::appended`]) are reported to the session ([`Session::handle_recorded`]), which
-//!   reads within milliseconds; lease events (written by the DHCP committer) wait for the
-//!   session's poll.
+//!   [`BATCH_BYTES`] per batch, and deleted once acknowledged. Every committed append (through
+//!   the event log, or a lease event in the DHCP committer's transaction) wakes
+//!   [`EventLog::appended`] and is reported to the session ([`Session::handle_recorded`]),
+//!   which reads within milliseconds; its poll stays as the fallback.
 //! - **Heartbeats**: the session numbers them; the driver fills in the service states
 //!   ([`ServiceHealth`]) and metrics (leases and TFTP transfers from
 //!   [`metrics::live_gauges`], CPU and memory from `/proc/self`, the outbox depth).
@@ -145,8 +145,8 @@ impl Uplink {
             snapshot = ?driver.session.stored_generation(),
             "uplink to the control plane starting"
         );
-        // Appends to the outbox (a phone-home, a finished transfer) are read at once rather
-        // than at the session's next poll.
+        // Appends to the outbox (a phone-home, a finished transfer, a lease) are read at once
+        // rather than at the session's next poll.
         let log = driver.events.clone();
         loop {
             driver.pump();

@@ -297,7 +297,8 @@ pub struct EventLog {
     read_only: bool,
     /// Keeps the store's writer lock for as long as a log from a writable store exists.
     _writer_lock: Option<Arc<Flock<std::fs::File>>>,
-    /// Signalled after each committed append through this log or a clone of it.
+    /// Signalled after each committed append through this log, a clone of it or the store it
+    /// came from (shared with [`LmdbStore`](super::lmdb::LmdbStore)).
     appended: Arc<tokio::sync::Notify>,
 }
 
@@ -319,6 +320,7 @@ impl EventLog {
         path: PathBuf,
         read_only: bool,
         writer_lock: Option<Arc<Flock<std::fs::File>>>,
+        appended: Arc<tokio::sync::Notify>,
     ) -> Self {
         Self {
             env,
@@ -327,15 +329,15 @@ impl EventLog {
             path: path.into(),
             read_only,
             _writer_lock: writer_lock,
-            appended: Arc::new(tokio::sync::Notify::new()),
+            appended,
         }
     }
 
-    /// Wait until events were appended through this log or a clone of it ([`EventLog::append`],
-    /// [`EventLog::append_many`]). For one waiter, the uplink, which then reads the outbox at
-    /// once instead of at its next poll: an append while nobody waits is remembered, so the
-    /// next call returns at once. Lease events the DHCP committer writes in its own
-    /// transactions do not signal; the uplink's poll finds them.
+    /// Wait until events were appended: through this log or a clone of it
+    /// ([`EventLog::append`], [`EventLog::append_many`]), or by a commit of the store it came
+    /// from (the DHCP committer's lease events). For one waiter, the uplink, which then reads
+    /// the outbox at once instead of at its next poll: an append while nobody waits is
+    /// remembered, so the next call returns at once.
     pub async fn appended(&self) {
         self.appended.notified().await;
     }

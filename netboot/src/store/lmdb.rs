@@ -44,6 +44,7 @@ use ims_proto::MacAddr;
 use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
 
 use super::events::{EventLog, append_in};
 use super::sync::SyncStore;
@@ -93,6 +94,9 @@ pub struct LmdbStore {
     /// Held for as long as the store or an [`EventLog`] from it is open; declared
     /// after `env` so the environment closes before the lock is released.
     writer_lock: Option<Arc<Flock<File>>>,
+    /// Signalled after every committed transaction that appended events, whether through
+    /// [`LeaseStore::commit`] (lease events) or an [`EventLog`] from this store.
+    appended: Arc<Notify>,
 }
 
 impl std::fmt::Debug for LmdbStore {
@@ -173,6 +177,7 @@ impl LmdbStore {
             path,
             read_only: false,
             writer_lock: Some(Arc::new(lock)),
+            appended: Arc::default(),
         })
     }
 
@@ -258,6 +263,7 @@ impl LmdbStore {
             path: dir.to_path_buf(),
             read_only: true,
             writer_lock: None,
+            appended: Arc::default(),
         })
     }
 
@@ -297,6 +303,7 @@ impl LmdbStore {
             self.path.clone(),
             self.read_only,
             self.writer_lock.clone(),
+            self.appended.clone(),
         ))
     }
 
@@ -428,7 +435,14 @@ impl LeaseStore for LmdbStore {
             // On error `wtxn` is dropped, which aborts the transaction: nothing is applied.
             self.apply(&mut wtxn, op)?;
         }
-        wtxn.commit().map_err(|source| self.lmdb(source))
+        wtxn.commit().map_err(|source| self.lmdb(source))?;
+        if ops
+            .iter()
+            .any(|op| matches!(op, StoreOp::AppendEvent { .. }))
+        {
+            self.appended.notify_one();
+        }
+        Ok(())
     }
 }
 

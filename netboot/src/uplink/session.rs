@@ -23,7 +23,8 @@
 //!   driver fills in services and metrics: the session only numbers and times them); outbox
 //!   events go out in batches of at most `max_batch`, at most `max_in_flight` batches
 //!   unacknowledged, read `outbox_linger` after the driver reports an append
-//!   ([`Session::handle_recorded`]) and otherwise every `outbox_poll`; snapshots and deltas turn into [`Command::Apply`], acknowledged with
+//!   ([`Session::handle_recorded`]) and otherwise every `outbox_poll`; snapshots and deltas
+//!   turn into [`Command::Apply`], acknowledged with
 //!   [`SnapshotAck`] once the driver reports them stored ([`Session::handle_applied`]); a
 //!   snapshot identical to the one stored (sent again after a reconnect) is acknowledged at
 //!   once without applying it. A delta

@@ -546,3 +546,47 @@ fn append_event_ops_share_the_lease_transaction() {
         4
     );
 }
+
+/// Whether `appended()` has a wake-up waiting (it would return at once), without blocking.
+fn woken(log: &EventLog) -> bool {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_millis(20), log.appended())
+            .await
+            .is_ok()
+    })
+}
+
+#[test]
+fn appends_through_the_log_or_the_store_wake_the_uplink() {
+    use crate::store::lmdb::tests::lease;
+    use crate::store::{LeaseStore, StoreOp};
+    let dir = TempDir::new("events-appended");
+    let mut store = LmdbStore::open(dir.path()).expect("open");
+    let log = store.event_log().expect("log");
+    assert!(!woken(&log), "nothing appended yet");
+
+    log.append(UnixTime(1), every_kind().remove(0))
+        .expect("append");
+    assert!(woken(&log), "an append through the log");
+    assert!(!woken(&log), "one wake-up per append burst");
+
+    // A lease without events wakes nobody; the DHCP committer's lease events do.
+    store
+        .commit(&[StoreOp::PutLease(lease(1, 1))])
+        .expect("commit");
+    assert!(!woken(&log), "a commit without events");
+    store
+        .commit(&[
+            StoreOp::PutLease(lease(2, 2)),
+            StoreOp::AppendEvent {
+                at: UnixTime(2),
+                kind: EventKind::LeaseGranted(lease_record(2)),
+            },
+        ])
+        .expect("commit");
+    assert!(woken(&log), "lease events in the store's own transaction");
+}
