@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::site::{BgId, CLIENT_IF, SERVER_IP, Site, ip};
 use super::tftp_wire::{FetchError, Fetched, UdpClient, fetch};
-use super::{Outcome, tool, wait_until};
+use super::{Outcome, tool};
 
 /// The client namespace's address on `cli0`.
 pub(crate) const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
@@ -122,8 +122,7 @@ impl Lab {
     /// and/or an `[http]` section), the driver also forced through `NETBOOTD_TFTP_DRIVER`; once
     /// `/readyz` answers 200 ([`Site::start_netbootd`]), check that UDP port 69 is open when
     /// `[tftp]` is configured (readiness promises it: no further wait) and, with a forced driver,
-    /// that `netbootd_tftp_driver` names the driver asked for (set before TFTP reports ready; the
-    /// wait for it is bounded).
+    /// that `netbootd_tftp_driver` names the driver asked for (set before TFTP reports ready).
     pub(crate) fn start(&mut self, body: &str) {
         if let Some(d) = self.driver {
             self.site.set_daemon_env("NETBOOTD_TFTP_DRIVER", d.name());
@@ -142,23 +141,9 @@ impl Lab {
             self.site.daemon_log()
         );
         if let Some(d) = self.driver {
-            // netbootd binds port 69 first and sets `netbootd_tftp_driver` only once the driver
-            // thread runs (after the io_uring probe and the ring's setup): on a loaded machine
-            // the port is seen open well before that. Wait (bounded) for the gauge to appear
-            // for either driver, then check it names the one asked for.
-            let page = wait_until(Duration::from_secs(10), || {
-                let page = self.site.metrics();
-                page.lines()
-                    .any(|l| l.starts_with("netbootd_tftp_driver{"))
-                    .then_some(page)
-            })
-            .unwrap_or_else(|| {
-                panic!(
-                    "UDP port 69 is open but netbootd reports no netbootd_tftp_driver after 10 \
-                     s: the TFTP driver did not start\n{}",
-                    self.site.daemon_log()
-                )
-            });
+            // `/readyz` reports TFTP ready only after its driver thread runs and has set
+            // `netbootd_tftp_driver`: one read is enough (stricter than waiting for it).
+            let page = self.site.metrics();
             let running = super::observe::metric_value(
                 &page,
                 "netbootd_tftp_driver",
